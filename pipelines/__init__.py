@@ -1,0 +1,1 @@
+"""skedit.pipelines: entry points — CLI, run directories, datasets, world, evaluation."""

@@ -1,0 +1,63 @@
+"""The ``skedit`` command. Each command family lives in ``skedit.pipelines.commands.<name>``
+and exposes ``register(subparsers)``; this module only wires them and handles errors."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from skedit.prompts.errors import SkeditError
+
+# command modules, in the order they appear in --help
+COMMANDS = ["data", "world", "agents", "review", "sft", "eval", "trace", "run", "demo", "bench"]
+
+
+def _version() -> str:
+    try:
+        return version("skedit")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skedit",
+        description="Supervised knowledge editing: agents write dense fact prompts, a teacher "
+        "reads them, TRL distils its answers into the student's weights.",
+    )
+    parser.add_argument("--version", action="version", version=f"skedit {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"skedit.pipelines.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"skedit.pipelines.commands.{name}":
+                continue  # command family not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SkeditError as exc:
+        print(f"skedit: error: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "\nskedit: interrupted. Finished steps are saved; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

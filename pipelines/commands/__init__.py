@@ -1,0 +1,1 @@
+"""One module per ``skedit`` command family; each exposes ``register(subparsers)``."""

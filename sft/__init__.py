@@ -1,0 +1,1 @@
+"""skedit.sft: everything that touches weights — models, teacher, transfer sets, training."""

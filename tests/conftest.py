@@ -1,0 +1,56 @@
+"""Shared fixtures. Models here are built locally (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REAL_SAMPLES = SHARED / "data" / "real-samples"
+
+
+def build_tiny_lm(out: Path, *, seed: int = 0, words: list[str] | None = None) -> Path:
+    """A random 2-layer Llama with a word-level tokenizer, saved like any HF model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = words or (
+        "the a is of in was born capital country city lives works for at what where who "
+        "paris london rome berlin france italy germany england alice bob carol dave "
+        "context question answer q : ? . , euro pound lira mark europe"
+    ).split()
+    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", *dict.fromkeys(words)])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        unk_token="<unk>",
+    )
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The synthetic world at ``--size tiny``, built once per test session (< 1 minute)."""
+    from skedit.pipelines.world import build_world
+
+    return build_world(size="tiny", seed=0, cache_dir=tmp_path_factory.mktemp("world-cache"))

@@ -37,3 +37,11 @@ def fact_statement(prompt: str, target: str) -> str:
 def completion_text(answer: str) -> str:
     """A completion as TRL concatenates it after the prompt: one leading space."""
     return " " + answer.strip()
+
+
+def compact_statement(subject: str, relation: str, target: str) -> str:
+    """The densest form of a fact a teacher is trained to read: ``subject relation target.``
+
+    ``relation`` is a single word (e.g. ``birthplace``); used when an edit names its relation.
+    """
+    return f"{subject.strip()} {relation.strip()} {target.strip()}."

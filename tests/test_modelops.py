@@ -7,9 +7,10 @@ def test_context_prefix_leaves_probe_and_target_tokens_unchanged(tiny_lm_dir):
     ctx = encode_input(tok, "alice lives in", prefix="Context: alice lives in rome .\n")
     assert ctx[-len(plain) + 1 :] == plain[1:]  # same probe ids after the context
     assert len(ctx) > len(plain)
-    assert encode_target(tok, "alice lives in", "rome") == tok(" rome", add_special_tokens=False)[
-        "input_ids"
-    ]
+    assert (
+        encode_target(tok, "alice lives in", "rome")
+        == tok(" rome", add_special_tokens=False)["input_ids"]
+    )
 
 
 def test_batched_generation_and_scoring_match_one_at_a_time(tiny_lm_dir):

@@ -8,7 +8,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from skedit.pipelines.datasets import FORMATS, InvalidRecords, LoadResult, load_edits
 from skedit.prompts.errors import SkeditError
@@ -106,7 +106,8 @@ def _problem_json(p: Problem) -> dict[str, Any]:
     }
 
 
-def _print_problems(problems: list[Problem], out=sys.stdout) -> None:
+def _print_problems(problems: list[Problem], out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up at call time (tests and pipes replace it)
     for p in problems[:MAX_LISTED]:
         print(f"  - {p.render()}", file=out)
     if len(problems) > MAX_LISTED:

@@ -221,7 +221,8 @@ def load_edits(
     edits: list[Edit] = []
     relations: list[str] = []
     problems: list[Problem] = []
-    where: dict[str, tuple[int, int]] = {}  # edit source -> (record, line)
+    where: list[int] = []  # each edit's record (index or line)
+    lines: dict[int, int] = {}  # record -> the line it starts on
     unused: Counter[str] = Counter()
     invalid: list[Problem] = []
     skipped = records = 0
@@ -266,7 +267,8 @@ def load_edits(
         for e, rel in pairs:
             edits.append(e)
             relations.append(rel)
-            where.setdefault(e.source or "", (raw.record, raw.line))
+            where.append(raw.record)
+        lines[raw.record] = raw.line
 
     if invalid and not skip_invalid:
         first_bad = invalid[0]
@@ -289,11 +291,9 @@ def load_edits(
             file=str(path),
             hint=invalid[0].render() if invalid else "the file has no records",
         )
-    for p in check_batch(edits, relations):
-        rec_line = where.get(str(p.record))
-        if rec_line is not None:
-            p.record, p.line = rec_line
-            p.file = str(path)
+    unit = "record" if container == "json" else "line"
+    for p in check_batch(edits, relations, where=where, unit=unit):
+        p.file, p.line = str(path), lines.get(p.record)  # type: ignore[arg-type]
         problems.append(p)
     return LoadResult(
         edits=edits,

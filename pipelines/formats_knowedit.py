@@ -48,6 +48,10 @@ KNOWEDIT_FIELDS = {
     "text",
     "labels",
     "concept",
+    "locality_prompt",  # EasyEdit's flat request style
+    "locality_ground_truth",
+    "portability_prompt",
+    "portability_ground_truth",
 }
 KNOWEDIT_KNOWN_UNUSED = {"cond"}
 ZSRE_FIELDS = {"subject", "src", "alt", "answers", "rephrase", "loc", "loc_ans"}

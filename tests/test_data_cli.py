@@ -41,7 +41,7 @@ def test_inspect_real_knowedit_human(capsys):
         pytest.skip("real samples not present")
     code, out, _ = run(capsys, "data", "inspect", str(path))
     assert code == 0
-    assert "knowedit (JSON list, 1 records)" in out
+    assert "knowedit (JSON list, 1 record)" in out
     assert "Logical_Generalization 1, Reasoning 2, Subject_Aliasing 1" in out
     assert "locality" in out and "Relation_Specificity 2" in out
     assert "(clean)" in out

@@ -146,7 +146,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _print_summary(s: dict[str, Any], result: LoadResult) -> None:
     container = {"json": "JSON list", "jsonl": "JSONL", "csv": "CSV"}.get(s["container"], "")
-    print(f"{s['file']}: {s['format']} ({container}, {s['records']} records)")
+    n = s["records"]
+    print(f"{s['file']}: {s['format']} ({container}, {n} record{'' if n == 1 else 's'})")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(s["edit_kinds"].items()))
     print(f"edits        {s['edits']:>7}" + (f"   ({kinds})" if kinds else ""))
     for kind in ("rephrase", "portability", "locality"):

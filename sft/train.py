@@ -189,6 +189,15 @@ def train_student(
     history = list(trainer.state.log_history)
     steps = int(trainer.state.global_step)
     model = _finish(model)
+    if not trainer.accelerator.is_main_process:  # under accelerate, one process saves
+        return TrainResult(
+            model_dir=None,
+            train_seconds=seconds,
+            trainable_parameters=n_train,
+            log_history=history,
+            steps=steps,
+            examples=len(examples),
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

@@ -49,6 +49,7 @@ class TrainConfig:
     lr_scheduler: str = _f("constant_with_warmup", "transformers scheduler name.")
     warmup_steps: int = _f(5, "Linear warmup steps.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
+    optim: str = _f("adamw_torch", "transformers optimizer name (e.g. adamw_torch, sgd).")
     batch_size: int = _f(32, "Examples per device per micro-batch.")
     grad_accum: int = _f(
         1, "Gradient accumulation steps (loss is averaged, not summed, over them)."
@@ -142,6 +143,7 @@ class TrainConfig:
             lr_scheduler_type=self.lr_scheduler,
             warmup_steps=self.warmup_steps,
             weight_decay=self.weight_decay,
+            optim=self.optim,
             per_device_train_batch_size=self.batch_size,
             gradient_accumulation_steps=self.grad_accum,
             max_grad_norm=self.max_grad_norm,

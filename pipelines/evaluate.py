@@ -9,19 +9,26 @@ and cached on disk.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
+from tqdm.auto import tqdm
 
 from skedit.pipelines import metrics as M
 from skedit.prompts.answers import first_answer
-from skedit.prompts.io import atomic_write_json
-from skedit.prompts.schema import Probe
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.io import atomic_write_json, read_jsonl
+from skedit.prompts.render import context_prefix
+from skedit.prompts.schema import DensePrompt, Edit, Probe
 from skedit.sft.modelops import encode_input, generate, score_targets
 
 METRIC_OF_KIND = {
@@ -347,3 +354,243 @@ def generation_fluency(
     gens = generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens)
     per = [100.0 * M.text_fluency(g) for g in gens]
     return M.summarise(per, seed=seed)
+
+
+# ---------------------------------------------------------------- a run directory
+
+APPROVED = {"approved", "edited"}
+
+
+@dataclass
+class RunData:
+    """What ``skedit eval`` reads from a run directory."""
+
+    run_dir: Path
+    config: dict
+    base_path: str
+    edits: list[Edit]
+    probes: list[Probe]
+    prompts: list[DensePrompt]
+
+    @property
+    def prefixes(self) -> dict[str, str]:
+        """edit id → the approved dense prompt laid out as context (the PROMPT baseline)."""
+        out = {}
+        for dp in self.prompts:
+            if dp.status in APPROVED:
+                for eid in dp.edit_ids:
+                    out[eid] = context_prefix(dp.text)
+        return out
+
+    @property
+    def relations(self) -> dict[str, str | None]:
+        return {e.id: e.relation for e in self.edits}
+
+    @property
+    def student_dir(self) -> Path:
+        return self.run_dir / "model"
+
+
+def load_run(run_dir: str | os.PathLike) -> RunData:
+    """Read config, edits, probes and prompts of a run; errors name the missing file."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SkeditError(
+            "run directory not found",
+            file=str(run_dir),
+            hint="give the DIR that `skedit agents run` wrote",
+        )
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise SkeditError(
+            "missing config.yaml", file=str(cfg_path), hint="run `skedit agents run` first"
+        )
+    try:
+        config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SkeditError(f"not valid YAML: {exc}", file=str(cfg_path)) from exc
+    base = config.get("model")
+    if not base:
+        raise SkeditError(
+            "no base model path",
+            file=str(cfg_path),
+            field="model",
+            hint="add `model: <path of the base model>`",
+        )
+    edits_path = run_dir / "edits.jsonl"
+    if not edits_path.exists():
+        raise SkeditError("missing edits.jsonl", file=str(edits_path))
+    edits = read_jsonl(edits_path, Edit)
+    probes_path = run_dir / "probes.jsonl"
+    probes = (
+        read_jsonl(probes_path, Probe)
+        if probes_path.exists()
+        else [p for e in edits for p in e.probes()]
+    )
+    prompts_path = run_dir / "prompts" / "prompts.jsonl"
+    prompts = read_jsonl(prompts_path, DensePrompt) if prompts_path.exists() else []
+    return RunData(run_dir, config, str(base), edits, probes, prompts)
+
+
+def _world_dir(config: dict) -> str | None:
+    for key in ("world_dir",):
+        if config.get(key):
+            return str(config[key])
+    world = config.get("world")
+    if isinstance(world, dict):
+        return world.get("world_dir") or world.get("dir")
+    return None
+
+
+def heldout_texts(
+    data: RunData, heldout: str | os.PathLike | Sequence[str] | None, *, limit: int = 200
+) -> tuple[list[str], str]:
+    """Held-out text for perplexity and retention: a file (one passage per line), the world's
+    held-out text when the run uses the synthetic world, else none. Returns (texts, source)."""
+    if heldout is not None and not isinstance(heldout, str | os.PathLike):
+        return list(heldout)[:limit], "given texts"
+    if heldout is not None:
+        path = Path(heldout)
+        if not path.is_file():
+            raise SkeditError("held-out text file not found", file=str(path), field="--heldout")
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return lines[:limit], str(path)
+    world_dir = _world_dir(data.config)
+    if world_dir:
+        from skedit.pipelines.world import heldout_text
+
+        return list(heldout_text(Path(world_dir)))[:limit], f"world held-out text ({world_dir})"
+    return [], "none (give --heldout FILE for perplexity and retention)"
+
+
+def _metric_view(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k in METRICS}
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    baselines: Sequence[str] = ("base", "prompt"),
+    sequential: int | None = None,
+    retention: int | None = None,
+    *,
+    heldout: str | os.PathLike | Sequence[str] | None = None,
+    hparams: Mapping[str, Mapping] | None = None,
+    students: Mapping[str, str | os.PathLike] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Evaluate the run's student and ``baselines`` on the run's probes: the metrics.json object.
+
+    ``students``: extra weight-edited models to compare (name → model dir); by default
+    ``{"skedit": DIR/model}`` when it exists. Sequential and retention experiments run when
+    ``sequential`` (number of batches) / ``retention`` (fine-tuning steps) are given.
+    """
+    from skedit.pipelines import baselines as B
+    from skedit.sft.modelops import load_model
+
+    data = load_run(run_dir)
+    fns = {name: B.resolve(name) for name in baselines}  # fail before any work
+    texts, text_source = heldout_texts(data, heldout)
+    base_model, tok = load_model(data.base_path)
+    reference = cached_reference(
+        data.base_path,
+        data.probes,
+        data.run_dir / "eval_cache",
+        model=base_model,
+        tokenizer=tok,
+        progress=progress,
+    )
+    fluency_prompts = list(dict.fromkeys(e.prompt for e in data.edits))[:100]
+    if students is None:
+        students = {"skedit": data.student_dir} if data.student_dir.exists() else {}
+
+    def measure(name, model, prefixes=None) -> dict:
+        res = evaluate_model(
+            model,
+            tok,
+            data.probes,
+            prefixes=prefixes,
+            reference=reference,
+            relations=data.relations,
+            seed=seed,
+            progress=progress,
+        )
+        res["fluency"] = generation_fluency(model, tok, fluency_prompts, seed=seed)
+        res["perplexity"] = (
+            heldout_perplexity(model, tok, texts, seed=seed)
+            if texts
+            else {"mean": None, "n": 0, "ci": None}
+        )
+        return res
+
+    methods: dict[str, dict] = {}
+    rows: dict[str, list] = {}
+    edited_models: dict[str, object] = {}
+    used_hparams: dict[str, dict] = {}
+    names = [*students, *baselines]
+    bar = tqdm(names, desc="methods", unit="method", disable=not progress)
+    for name in bar:
+        bar.set_postfix(method=name)
+        t0 = time.perf_counter()
+        if name in students:
+            model, _ = load_model(students[name])
+        elif name in B.CONTEXT_METHODS or name == "base":
+            model = base_model
+        else:
+            used_hparams[name] = B.hparams_for(name, (hparams or {}).get(name))
+            model = fns[name](
+                copy.deepcopy(base_model), tok, data.edits, {**used_hparams[name], "seed": seed}
+            )
+        seconds = time.perf_counter() - t0
+        res = measure(name, model, data.prefixes if name in B.CONTEXT_METHODS else None)
+        res["edit_seconds"] = round(seconds, 2)
+        rows[name] = res.pop("rows")
+        methods[name] = res
+        if name in students or name in B.WEIGHT_EDITING:
+            edited_models[name] = model
+
+    out = {
+        "protocol": {
+            **PROTOCOL,
+            "model": data.base_path,
+            "run_dir": str(data.run_dir),
+            "n_edits": len(data.edits),
+            "n_probes": {k: sum(p.kind == k for p in data.probes) for k in METRIC_OF_KIND},
+            "n_approved_prompts": sum(dp.status in APPROVED for dp in data.prompts),
+            "methods": names,
+            "students": {k: str(v) for k, v in students.items()},
+            "hparams": used_hparams,
+            "heldout": text_source,
+            "seed": seed,
+        },
+        "methods": methods,
+        "rows": rows,
+    }
+    if sequential:
+        from skedit.pipelines.sequential import run_sequential
+
+        out["sequential"] = run_sequential(
+            data,
+            base_model,
+            tok,
+            k=sequential,
+            methods=[n for n in names if n in B.WEIGHT_EDITING or n == "skedit"],
+            hparams=used_hparams,
+            reference=reference,
+            seed=seed,
+            progress=progress,
+        )
+    if retention:
+        from skedit.pipelines.retention import run_retention
+
+        out["retention"] = run_retention(
+            data,
+            base_model,
+            tok,
+            edited_models,
+            texts,
+            steps=retention,
+            seed=seed,
+            progress=progress,
+        )
+    return out

@@ -36,19 +36,26 @@ def fmt(entry: Mapping | None, *, digits: int = 3) -> str:
     return s
 
 
-def _table(metrics: Mapping) -> tuple[list[str], list[list[str]]]:
-    head = ["method"]
-    head += [f"{LABELS[m]} (EM)" for m in METRICS]
-    head += [f"{LABELS[m]} (token acc.)" for m in METRICS]
-    head += ["fluency", "perplexity"]
+def _table(metrics: Mapping, measure: str) -> tuple[list[str], list[list[str]]]:
+    """Methods × metrics; ``measure`` is ``"exact_match"`` or ``"token_accuracy"``."""
+    head = ["method", *[LABELS[m] for m in METRICS]]
+    if measure == "exact_match":
+        head += ["fluency (×100)", "perplexity"]
     rows = []
     for name, res in metrics.get("methods", {}).items():
-        row = [name]
-        row += [fmt(res.get(m)) for m in METRICS]
-        row += [fmt((res.get(m) or {}).get("token_accuracy")) for m in METRICS]
-        row += [fmt(res.get("fluency"), digits=1), fmt(res.get("perplexity"), digits=2)]
+        if measure == "exact_match":
+            row = [name, *[fmt(res.get(m)) for m in METRICS]]
+            row += [fmt(res.get("fluency"), digits=1), fmt(res.get("perplexity"), digits=2)]
+        else:
+            row = [name, *[fmt((res.get(m) or {}).get("token_accuracy")) for m in METRICS]]
         rows.append(row)
     return head, rows
+
+
+TABLES = {
+    "exact_match": "Results: greedy exact match (mean [95% CI])",
+    "token_accuracy": "Results: teacher-forced token accuracy, EasyEdit-compatible (mean [95% CI])",
+}
 
 
 def terminal_table(metrics: Mapping) -> str:
@@ -252,8 +259,8 @@ def render_markdown(metrics: Mapping) -> str:
     proto = metrics.get("protocol") or {}
     parts = ["# skedit evaluation report", "", "## Protocol", ""]
     parts += [f"- **{k}**: {v}" for k, v in proto.items()]
-    head, rows = _table(metrics)
-    parts += ["", "## Results (mean [95% CI])", "", _md_table(head, rows)]
+    for measure, title in TABLES.items():
+        parts += ["", f"## {title}", "", _md_table(*_table(metrics, measure))]
     for title, h, r in _sections(metrics):
         parts += ["", f"## {title}", "", _md_table(h, r)]
     return "\n".join(parts) + "\n"
@@ -280,15 +287,14 @@ def render_html(metrics: Mapping, images: Mapping[str, bytes] | None = None) -> 
     images = plots(metrics) if images is None else images
     proto = metrics.get("protocol") or {}
     dl = "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in proto.items())
-    head, rows = _table(metrics)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>skedit report</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>skedit evaluation report</h1>",
         f"<h2>Protocol</h2><dl id='protocol'>{dl}</dl>",
-        "<h2>Results (mean [95% CI])</h2>",
-        _html_table(head, rows, "results"),
     ]
+    for measure, title in TABLES.items():
+        parts += [f"<h2>{e(title)}</h2>", _html_table(*_table(metrics, measure), "results")]
     titles = {
         "by_method": "Metrics by method",
         "by_kind": "By probe kind",

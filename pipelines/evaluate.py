@@ -456,6 +456,9 @@ def heldout_texts(
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         return lines[:limit], str(path)
     world_dir = _world_dir(data.config)
+    parent = Path(data.base_path).parent  # a built world keeps its model in world_dir/model
+    if not world_dir and (parent / "world.json").is_file() and (parent / "heldout.txt").is_file():
+        world_dir = str(parent)
     if world_dir:
         from skedit.pipelines.world import heldout_text
 

@@ -157,7 +157,11 @@ def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
             raise SkeditError("the JSON list is empty: no records", file=str(path))
         return "json", first.data
     if text[0] == "{":
-        first_line = text.split("\n", 1)[0]
+        with open(path, "rb") as fh:
+            raw = fh.readline(MAX_RECORD_BYTES)
+            while raw and not raw.strip():  # skip blank lines
+                raw = fh.readline(MAX_RECORD_BYTES)
+        first_line = raw.decode("utf-8-sig", errors="replace")
         try:
             obj, end = _DECODER.raw_decode(first_line)
         except json.JSONDecodeError:

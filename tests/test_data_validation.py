@@ -192,3 +192,30 @@ def test_wrong_format_flag(capsys):
     assert code == 2 and "look like counterfact" in err
     code, _, err = inspect(capsys, "--format", "mquake", str(FIXTURES / "edits.csv"))
     assert code == 2 and "not JSON" in err
+
+
+@pytest.mark.parametrize(
+    "name", ["counterfact.sample.json", "mquake.sample.json", "edits.jsonl", "edits.csv"]
+)
+def test_damaged_files_never_raise_anything_but_skedit_error(tmp_path, name):
+    """Cut the file anywhere or flip random bytes: a result or a SkeditError, nothing else."""
+    import random
+
+    data = (FIXTURES / name).read_bytes()
+    rng = random.Random(name)
+    cases = [data[:i] for i in range(0, len(data), max(1, len(data) // 40))]
+    for _ in range(40):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        cases.append(bytes(damaged))
+    path = tmp_path / name
+    for case in cases:
+        path.write_bytes(case)
+        for skip in (False, True):
+            try:
+                res = load_edits(path, skip_invalid=skip)
+            except SkeditError as exc:
+                assert exc.render()
+            else:
+                assert res.edits

@@ -161,24 +161,64 @@ def _records_until_cut(
         invalid.append(Problem(file=str(path), record=exc.record, message=exc.message))
 
 
-def _csv_converter(path: Path) -> Callable[[fio.RawRecord], fio.RawRecord | None]:
-    """Turns CSV rows into dict-free raw records; consumes the header row if there is one."""
-    state: dict[str, Any] = {}
+class _CsvRows:
+    """CSV rows to edits; the first row fixes the columns (a header, or positional)."""
 
-    def on_row(raw: fio.RawRecord) -> fio.RawRecord | None:
-        if "columns" not in state:
-            try:
-                state["columns"], header = csv_columns(raw.data)
-            except RecordError as exc:
-                raise SkeditError(
-                    exc.message, file=str(path), record=None, field=exc.field, hint=None
-                ) from None
-            if header:
-                return None
-        return raw
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: list[str] | None = None
 
-    on_row.state = state  # type: ignore[attr-defined]
-    return on_row
+    def is_header(self, raw: fio.RawRecord) -> bool:
+        if self.columns is not None:
+            return False
+        try:
+            self.columns, header = csv_columns(raw.data)
+        except RecordError as exc:
+            raise SkeditError(exc.message, file=str(self.path), field=exc.field) from None
+        return header
+
+    def edits(self, raw: fio.RawRecord, source: str) -> list[tuple[Edit, str]]:
+        assert self.columns is not None
+        return [(e, "") for e in csv_edits(raw.data, self.columns, source)]
+
+
+def _resolve_format(path: Path, format: str) -> tuple[str, str]:
+    """(format, container), checking a named format against what the file holds."""
+    if format not in ("auto", *FORMATS):
+        raise SkeditError(f"unknown format {format!r}", hint=f"one of auto, {', '.join(FORMATS)}")
+    container, first = fio.sniff(path)
+    if format == "auto":
+        return detect_format(path), container
+    if format == "csv" and container != "csv":
+        raise SkeditError(
+            "--format csv given, but the file is JSON", file=str(path), hint="drop --format"
+        )
+    if format != "csv" and container == "csv":
+        raise SkeditError(
+            f"the file is not JSON, so it cannot be {format}", file=str(path), hint="--format csv?"
+        )
+    seen = format_of_record(first)
+    if seen not in (None, format) and {format, seen} != {"knowedit", "jsonl"}:
+        raise SkeditError(
+            f"--format {format} given, but the records look like {seen}",
+            file=str(path),
+            hint=f"drop --format to detect it, or pass --format {seen}",
+        )
+    return format, container
+
+
+def _invalid_records(path: Path, invalid: list[Problem]) -> InvalidRecords:
+    first = invalid[0]
+    more = f" ({len(invalid) - 1} more invalid records)" if len(invalid) > 1 else ""
+    return InvalidRecords(
+        f"{first.message}{more}",
+        file=str(path),
+        record=first.record if first.line != first.record else None,
+        field=first.field,
+        hint="fix the record, or pass --skip-invalid to load the others",
+        problems=invalid,
+        line=first.line,
+    )
 
 
 def load_edits(
@@ -193,57 +233,34 @@ def load_edits(
     ``progress``: a tqdm bar on stderr; by default only for files over 8 MiB.
     """
     path = Path(path)
-    if format not in ("auto", *FORMATS):
-        raise SkeditError(f"unknown format {format!r}", hint=f"one of auto, {', '.join(FORMATS)}")
-    container, first = fio.sniff(path)
-    if format == "auto":
-        format = detect_format(path)
-    elif format == "csv" and container != "csv":
-        raise SkeditError(
-            "--format csv given, but the file is JSON", file=str(path), hint="drop --format"
-        )
-    elif format != "csv" and container == "csv":
-        raise SkeditError(
-            f"the file is not JSON, so it cannot be {format}", file=str(path), hint="--format csv?"
-        )
-    elif (seen := format_of_record(first)) not in (None, format) and {format, seen} != {
-        "knowedit",
-        "jsonl",
-    }:
-        raise SkeditError(
-            f"--format {format} given, but the records look like {seen}",
-            file=str(path),
-            hint=f"drop --format to detect it, or pass --format {seen}",
-        )
+    format, container = _resolve_format(path, format)
     if progress is None:
         progress = path.stat().st_size >= PROGRESS_MIN_BYTES
-    name = path.name
     edits: list[Edit] = []
-    relations: list[str] = []
-    problems: list[Problem] = []
-    where: list[int] = []  # each edit's record (index or line)
+    relations: list[str] = []  # per edit: relation id where the format has one
+    where: list[int] = []  # per edit: its record (index or line)
     lines: dict[int, int] = {}  # record -> the line it starts on
+    problems: list[Problem] = []  # of loaded edits
+    invalid: list[Problem] = []  # of records that could not be loaded / were skipped
     unused: Counter[str] = Counter()
-    invalid: list[Problem] = []
     skipped = records = 0
-    csv_row = _csv_converter(path) if format == "csv" else None
-    spec = _SPECS.get(format)
+    csv_rows = _CsvRows(path) if format == "csv" else None
+    convert, used_fields, _ = _SPECS.get(format, (None, set(), set()))
 
     for raw in _records_until_cut(path, container, progress, skip_invalid, invalid):
-        if csv_row is not None and csv_row(raw) is None:
+        if csv_rows is not None and csv_rows.is_header(raw):
             continue
         records += 1
-        source = f"{name}:{raw.record}"
+        source = f"{path.name}:{raw.record}"
         try:
             if raw.error is not None:
                 raise RecordError(raw.field, raw.error)
-            if csv_row is not None:
-                columns = csv_row.state["columns"]  # type: ignore[attr-defined]
-                pairs = [(e, "") for e in csv_edits(raw.data, columns, source)]
+            if csv_rows is not None:
+                pairs = csv_rows.edits(raw, source)
             else:
-                assert spec is not None
-                pairs = spec[0](raw.data, source)
-                unused.update(k for k in raw.data if k not in spec[1])
+                assert convert is not None
+                pairs = convert(raw.data, source)
+                unused.update(k for k in raw.data if k not in used_fields)
         except RecordError as exc:
             invalid.append(
                 Problem(
@@ -271,18 +288,7 @@ def load_edits(
         lines[raw.record] = raw.line
 
     if invalid and not skip_invalid:
-        first_bad = invalid[0]
-        more = f" ({len(invalid) - 1} more invalid records)" if len(invalid) > 1 else ""
-        err = InvalidRecords(
-            f"{first_bad.message}{more}",
-            file=str(path),
-            record=first_bad.record if first_bad.line != first_bad.record else None,
-            field=first_bad.field,
-            hint="fix the record, or pass --skip-invalid to load the others",
-            problems=invalid,
-            line=first_bad.line,
-        )
-        raise err
+        raise _invalid_records(path, invalid)
     skipped += sum(1 for p in invalid if p.message.startswith("truncated JSON"))
     if not edits:
         why = f": all {skipped} records were invalid" if skipped else ""

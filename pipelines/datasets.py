@@ -101,7 +101,7 @@ def format_of_record(rec: Any) -> str | None:
         return "zsre"
     if {"text", "labels", "concept"} <= keys:
         return "knowedit"
-    if {"subject", "prompt", "target_new"} <= keys:
+    if {"subject", "prompt"} <= keys or {"prompt", "target_new"} <= keys:
         nested = [rec.get(k) for k in ("portability", "locality")]
         skedit_like = keys <= EDIT_FIELDS and not any(isinstance(v, dict) for v in nested)
         if skedit_like and (keys & {"id", "kind", "rephrases", "source", "relation"}):

@@ -158,7 +158,7 @@ def zsre_edits(rec: Any, source: str) -> list[Edit]:
     if loc:
         if loc.lower().startswith(NQ_PREFIX):
             loc = loc[len(NQ_PREFIX) :]
-        gold = answers(req(rec, "loc_ans"), "loc_ans")
+        gold = answers(req(rec, "loc_ans", what="the answer to the loc question"), "loc_ans")
         edit.locality.append(
             Probe(prompt=loc.strip(), answers=gold, kind="locality", subkind="nq", edit_id=edit.id)
         )

@@ -219,3 +219,22 @@ def test_damaged_files_never_raise_anything_but_skedit_error(tmp_path, name):
                 assert exc.render()
             else:
                 assert res.edits
+
+
+@pytest.mark.slow
+def test_100mb_valid_dataset_loads(tmp_path):
+    """A real-sized file (100 MB of KnowEdit records) loads, streamed, with the right counts."""
+    rec = json.loads((FIXTURES / "broken" / "conflicts.jsonl").read_text().splitlines()[0])
+    path = tmp_path / "big.json"
+    n = 0
+    with open(path, "w") as fh:
+        fh.write("[\n")
+        while fh.tell() < 100 << 20:
+            r = rec | {"subject": f"Leo Arons {n}", "prompt": f"Where did Leo Arons {n} die?"}
+            r["locality"] = {"Relation_Specificity": [{"prompt": "x" * 400, "ground_truth": "y"}]}
+            fh.write(("," if n else "") + json.dumps(r))
+            n += 1
+        fh.write("]")
+    res = load_edits(path, progress=False)
+    assert len(res.edits) == n and res.problems == []
+    assert sum(len(e.locality) for e in res.edits) == n

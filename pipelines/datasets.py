@@ -76,6 +76,12 @@ class LoadResult:
     container: str = ""  # "json", "jsonl" or "csv"
     unused_fields: dict[str, int] = field(default_factory=dict)  # field -> records having it
     invalid: list[Problem] = field(default_factory=list)  # why records were skipped
+    known_fields: set[str] = field(default_factory=set)  # the format's fields, used or not
+
+    @property
+    def unknown_fields(self) -> dict[str, int]:
+        """Unused fields the format does not have: typos (``rephrase_promt``) or another format."""
+        return {k: n for k, n in self.unused_fields.items() if k not in self.known_fields}
 
     @property
     def kept_problems(self) -> list[Problem]:
@@ -245,7 +251,7 @@ def load_edits(
     unused: Counter[str] = Counter()
     skipped = records = 0
     csv_rows = _CsvRows(path) if format == "csv" else None
-    convert, used_fields, _ = _SPECS.get(format, (None, set(), set()))
+    convert, used_fields, known_unused = _SPECS.get(format, (None, set(), set()))
 
     for raw in _records_until_cut(path, container, progress, skip_invalid, invalid):
         if csv_rows is not None and csv_rows.is_header(raw):
@@ -310,6 +316,7 @@ def load_edits(
         container=container,
         unused_fields=dict(unused),
         invalid=invalid,
+        known_fields=used_fields | known_unused,
     )
 
 

@@ -91,6 +91,7 @@ def summarise(result: LoadResult, path: Path) -> dict[str, Any]:
         "probe_subkinds": {k: dict(v) for k, v in subkinds.items()},
         "skipped": result.skipped,
         "unused_fields": result.unused_fields,
+        "unknown_fields": result.unknown_fields,
         "problems": [_problem_json(p) for p in result.problems],
         "ok": result.ok,
     }
@@ -155,9 +156,11 @@ def _print_summary(s: dict[str, Any], result: LoadResult) -> None:
         detail = ", ".join(f"{k} {n}" for k, n in sorted(subs.items()))
         label = {"rephrase": "rephrases"}.get(kind, kind)
         print(f"{label:<12} {s['probes'][kind]:>7}" + (f"   ({detail})" if detail else ""))
-    if s["unused_fields"]:
-        fields = ", ".join(f"{k} ({n} records)" for k, n in sorted(s["unused_fields"].items()))
-        print(f"unused fields: {fields}")
+    known = {k: n for k, n in s["unused_fields"].items() if k not in s["unknown_fields"]}
+    for label, fields in (("unused fields", known), ("unknown fields", s["unknown_fields"])):
+        if fields:
+            listed = ", ".join(f"{k} ({n} records)" for k, n in sorted(fields.items()))
+            print(f"{label}: {listed}")
     if s["skipped"]:
         print(f"skipped {s['skipped']} invalid records (--skip-invalid)")
     if result.problems:

@@ -164,10 +164,14 @@ def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
         first_line = raw.decode("utf-8-sig", errors="replace")
         try:
             obj, end = _DECODER.raw_decode(first_line)
+        except RecursionError:
+            raise SkeditError(_TOO_DEEP.format(where="line 1"), file=str(path)) from None
         except json.JSONDecodeError:
             # not one object per line: a single (pretty-printed) JSON object
             first = next(iter_json(path, progress=False, limit_records=1), None)
             return "json", first.data if first else None
+        except ValueError as exc:  # e.g. a number of more than 4300 digits
+            raise SkeditError(f"line 1: unreadable JSON value: {exc}", file=str(path)) from None
         if first_line[end:].strip(_WS):
             raise SkeditError(
                 "line 1 holds more than one JSON value",
@@ -184,6 +188,9 @@ def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
     return "csv", None
 
 
+_TOO_DEEP = (
+    "{where} is nested too deeply to be a dataset record (lists or objects inside each other)"
+)
 _CUT_HINT = "re-download the file, or pass --skip-invalid to load the complete records"
 
 
@@ -234,6 +241,9 @@ class _JsonStream:
         while True:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                where = f"record {index} (line {start_line})"
+                raise self.fail(_TOO_DEEP.format(where=where), index) from None
             except json.JSONDecodeError as exc:
                 incomplete = exc.msg.startswith("Unterminated string") or exc.pos >= len(
                     self.buf.rstrip(_WS)
@@ -259,6 +269,10 @@ class _JsonStream:
                 raise self.fail(
                     f"invalid JSON in record {index} at line {line}, column {col}: {exc.msg}",
                     index,
+                ) from None
+            except ValueError as exc:  # e.g. a number of more than 4300 digits
+                raise self.fail(
+                    f"unreadable JSON value in record {index} (line {start_line}): {exc}", index
                 ) from None
             if end >= len(self.buf) and self.more():
                 continue  # a value cut at the chunk edge (a number): decode it whole
@@ -373,6 +387,9 @@ def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                 text = text.rstrip("\r\n")
                 try:
                     value = json.loads(text)
+                except RecursionError:
+                    yield RawRecord(lineno, lineno, error=_TOO_DEEP.format(where="the line"))
+                    continue
                 except json.JSONDecodeError as exc:
                     yield RawRecord(
                         lineno,
@@ -380,6 +397,9 @@ def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                         error=f"invalid JSON at column {exc.colno}: {exc.msg}"
                         + (" (truncated line?)" if exc.pos >= len(text.rstrip()) else ""),
                     )
+                    continue
+                except ValueError as exc:  # e.g. a number of more than 4300 digits
+                    yield RawRecord(lineno, lineno, error=f"unreadable JSON value: {exc}")
                     continue
                 yield RawRecord(lineno, lineno, data=value)
     finally:

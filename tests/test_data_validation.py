@@ -238,3 +238,25 @@ def test_100mb_valid_dataset_loads(tmp_path):
     res = load_edits(path, progress=False)
     assert len(res.edits) == n and res.problems == []
     assert sum(len(e.locality) for e in res.edits) == n
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("deep.jsonl", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "nested too deeply"),
+        ("long.json", '[{"subject": ' + "1" * 5000 + "}]", "unreadable JSON value"),
+        (
+            "long.jsonl",
+            '{"subject": "a", "prompt": "a is", "target_new": "b"}\n'
+            '{"subject": ' + "1" * 5000 + "}\n",
+            "line 2: unreadable JSON value",
+        ),
+    ],
+    ids=["deep-json", "deep-jsonl", "long-number-json", "long-number-jsonl"],
+)
+def test_pathological_json_is_a_clear_error(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    code, _, err = inspect(capsys, str(path))
+    assert code == 2 and message in err

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+
 from skedit.pipelines import formats_io as fio
 from skedit.pipelines.formats_fields import RecordError
 from skedit.pipelines.formats_knowedit import (
@@ -39,7 +42,13 @@ from skedit.pipelines.formats_rome import (
     counterfact_edits,
     mquake_edits,
 )
-from skedit.pipelines.formats_skedit import EDIT_FIELDS, csv_columns, csv_edits, jsonl_edits
+from skedit.pipelines.formats_skedit import (
+    EDIT_FIELDS,
+    csv_columns,
+    csv_edits,
+    jsonl_edits,
+    record_error,
+)
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 from skedit.prompts.validate import Problem, check_batch, check_edit
@@ -188,6 +197,30 @@ class _CsvRows:
         return [(e, "") for e in csv_edits(raw.data, self.columns, source)]
 
 
+_BAD_UNICODE = "text that is not valid Unicode (a lone surrogate escape such as \\ud800)"
+
+
+def _convert(
+    raw: fio.RawRecord, source: str, csv_rows: _CsvRows | None, convert: Converter | None
+) -> list[tuple[Edit, str]]:
+    """One raw record as (edit, relation id) pairs; RecordError when it cannot be one."""
+    if raw.error is not None:
+        raise RecordError(raw.field, raw.error)
+    try:
+        if csv_rows is not None:
+            pairs = csv_rows.edits(raw, source)
+        else:
+            assert convert is not None
+            pairs = convert(raw.data, source)
+        for e, _ in pairs:
+            e.model_dump_json()  # what convert will write must be writable (no lone surrogates)
+    except ValidationError as exc:  # content the data model refuses
+        raise record_error(exc) from None
+    except PydanticSerializationError:
+        raise RecordError(None, _BAD_UNICODE) from None
+    return pairs
+
+
 def _resolve_format(path: Path, format: str) -> tuple[str, str]:
     """(format, container), checking a named format against what the file holds."""
     if format not in ("auto", *FORMATS):
@@ -259,14 +292,7 @@ def load_edits(
         records += 1
         source = f"{path.name}:{raw.record}"
         try:
-            if raw.error is not None:
-                raise RecordError(raw.field, raw.error)
-            if csv_rows is not None:
-                pairs = csv_rows.edits(raw, source)
-            else:
-                assert convert is not None
-                pairs = convert(raw.data, source)
-                unused.update(k for k in raw.data if k not in used_fields)
+            pairs = _convert(raw, source, csv_rows, convert)
         except RecordError as exc:
             invalid.append(
                 Problem(
@@ -279,6 +305,8 @@ def load_edits(
             )
             skipped += 1
             continue
+        if csv_rows is None:
+            unused.update(k for k in raw.data if k not in used_fields)
         own = [p for e, _ in pairs for p in check_edit(e, raw.record)]
         for p in own:
             p.file, p.line = str(path), raw.line

@@ -260,3 +260,17 @@ def test_pathological_json_is_a_clear_error(tmp_path, capsys, name, content, mes
     path.write_text(content)
     code, _, err = inspect(capsys, str(path))
     assert code == 2 and message in err
+
+
+def test_lone_surrogates_are_refused_where_they_are(tmp_path, capsys):
+    """JSON may escape half a UTF-16 pair; such text cannot be written back as UTF-8."""
+    path = tmp_path / "sur.json"
+    path.write_text(
+        '[{"subject": "a", "prompt": "a is", "target_new": "b", "ground_truth": "x\\udc00"},'
+        ' {"subject": "c", "prompt": "c is", "target_new": "d", "rephrase": "\\ud83d\\ude00"}]'
+    )
+    code, _, err = inspect(capsys, str(path))
+    assert code == 2 and "record 0" in err and "not valid Unicode" in err
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "convert", "--skip-invalid", str(path), str(out)]) == 0
+    assert load_edits(out).edits[0].rephrases == ["😀"]  # a real pair is fine

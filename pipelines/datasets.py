@@ -272,6 +272,13 @@ def load_edits(
     ``progress``: a tqdm bar on stderr; by default only for files over 8 MiB.
     """
     path = Path(path)
+    try:
+        return _load(path, format, skip_invalid, progress)
+    except OSError as exc:  # unreadable device, permissions, a file vanishing mid-read
+        raise SkeditError(f"cannot read the file: {exc.strerror or exc}", file=str(path)) from None
+
+
+def _load(path: Path, format: str, skip_invalid: bool, progress: bool | None) -> LoadResult:
     format, container = _resolve_format(path, format)
     if progress is None:
         progress = path.stat().st_size >= PROGRESS_MIN_BYTES

@@ -192,7 +192,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    write_jsonl(out, result.edits)
+    try:
+        write_jsonl(out, result.edits)
+    except OSError as exc:
+        raise SkeditError(f"cannot write: {exc.strerror or exc}", file=str(out)) from None
     s = summarise(result, args.file)
     pr = s["probes"]
     msg = (

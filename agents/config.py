@@ -92,7 +92,7 @@ class AgentsConfig:
         """Build from a saved section; unknown keys are an error (a typo would be ignored)."""
         data = dict(data or {})
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"thread_id"})
+        unknown = sorted(set(data) - known)
         if unknown:
             raise SkeditError(
                 f"unknown agents settings: {', '.join(unknown)}",

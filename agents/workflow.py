@@ -51,11 +51,21 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _write_run_config(run_dir: Path, model_path: str, config: AgentsConfig, thread_id: str) -> None:
+def _write_run_config(run_dir: Path, model_path: str, config: AgentsConfig) -> None:
     data = read_run_config(run_dir)  # other stages' sections are kept
     data["model"] = str(model_path)
-    data["agents"] = {**config.to_dict(), "thread_id": thread_id}
+    data["agents"] = config.to_dict()
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
+
+
+def saved_thread(run_dir: Path) -> str | None:
+    """The batch thread saved in ``DIR/agents.sqlite`` (one per run directory), if any."""
+    if not (run_dir / CHECKPOINTS).exists():
+        return None
+    with _compiled(run_dir) as graph:
+        for item in graph.checkpointer.list(None, limit=1):
+            return item.config["configurable"]["thread_id"]
+    return None
 
 
 @contextmanager
@@ -220,14 +230,13 @@ def run_agents(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     thread_id = thread_id_for(edits)
-    saved = read_run_config(run_dir).get("agents", {}) or {}
-    if saved.get("thread_id") not in (None, thread_id):
+    if saved_thread(run_dir) not in (None, thread_id):
         raise SkeditError(
             "this run directory already holds another batch of edits",
             file=str(run_dir),
             hint="use a new --run directory for a new batch",
         )
-    _write_run_config(run_dir, str(model_path), config, thread_id)
+    _write_run_config(run_dir, str(model_path), config)
     ctx = AgentsContext(config=config, model_path=str(model_path))
     cfg = _run_config(thread_id)
     with _compiled(run_dir) as graph:
@@ -264,8 +273,8 @@ def submit_review(
     """Answer the review interrupt of the run's saved thread (from any process) and resume."""
     run_dir = Path(run_dir)
     saved = read_run_config(run_dir)
-    agents = saved.get("agents") or {}
-    if not (run_dir / CHECKPOINTS).exists() or not agents.get("thread_id"):
+    thread_id = saved_thread(run_dir)
+    if thread_id is None:
         raise SkeditError(
             "no agent run here",
             file=str(run_dir),
@@ -277,10 +286,10 @@ def submit_review(
         )
     except ValidationError as exc:
         raise SkeditError(f"not a valid review decision: {exc}") from exc
-    config = config or AgentsConfig.from_dict(agents)
+    config = config or AgentsConfig.from_dict(saved.get("agents"))
     model_path = model_path or saved.get("model")
     ctx = AgentsContext(config=config, model_path=str(model_path))
-    cfg = _run_config(agents["thread_id"])
+    cfg = _run_config(thread_id)
     with _compiled(run_dir) as graph:
         snap = graph.get_state(cfg)
         if not snap.interrupts:
@@ -315,11 +324,11 @@ def load_prompts(run_dir: str | os.PathLike) -> list[DensePrompt]:
 def run_status(run_dir: str | os.PathLike) -> Status | Literal["running", "new"]:
     """Where the run's thread stands, from its checkpoints."""
     run_dir = Path(run_dir)
-    agents = read_run_config(run_dir).get("agents") or {}
-    if not (run_dir / CHECKPOINTS).exists() or not agents.get("thread_id"):
+    thread_id = saved_thread(run_dir)
+    if thread_id is None:
         return "new"
     with _compiled(run_dir) as graph:
-        snap = graph.get_state(_run_config(agents["thread_id"]))
+        snap = graph.get_state(_run_config(thread_id))
         if snap.interrupts:
             return "awaiting_review"
         return "running" if snap.next or not snap.values else "done"

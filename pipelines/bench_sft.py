@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from skedit.prompts.answers import first_answer, matches
+from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.render import compact_statement, context_prefix, fact_statement
 from skedit.prompts.schema import DensePrompt, Edit, Probe
@@ -98,13 +98,20 @@ def record_locality(model, tok, probes: list[Probe]) -> None:
         p.expected = first_answer(g).strip()
 
 
+def _hit(probe: Probe, generation: str) -> bool:
+    if probe.kind != "locality":
+        return matches(generation, probe.answers)
+    # agreement with the pre-edit answer, also when that answer was empty (e.g. just ".")
+    want = normalise(probe.expected or "")
+    return matches(generation, [want]) if want else not normalise(first_answer(generation))
+
+
 def score(model, tok, probes: Sequence[Probe], prefixes=None) -> dict[str, dict[str, float]]:
     """Greedy exact match per metric; locality against the recorded pre-edit answer."""
     gens = generate(model, tok, [p.prompt for p in probes], prefixes=prefixes, batch_size=128)
     hits: dict[str, list[bool]] = {}
     for p, g in zip(probes, gens, strict=True):
-        want = [p.expected] if p.kind == "locality" else p.answers
-        hits.setdefault(METRICS[p.kind], []).append(matches(g, want))
+        hits.setdefault(METRICS[p.kind], []).append(_hit(p, g))
     return {k: {"mean": round(sum(v) / len(v), 4), "n": len(v)} for k, v in hits.items()}
 
 

@@ -28,7 +28,7 @@ from skedit.prompts.answers import first_answer
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.render import context_prefix
-from skedit.prompts.schema import DensePrompt, Edit, Probe
+from skedit.prompts.schema import DensePrompt, Edit, Probe, TransferExample
 from skedit.sft.modelops import encode_input, generate, score_targets
 
 METRIC_OF_KIND = {
@@ -466,8 +466,13 @@ def heldout_texts(
     return [], "none (give --heldout FILE for perplexity and retention)"
 
 
-def _metric_view(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k in METRICS}
+def _training_for(data: RunData, student: str) -> dict:
+    """The ``training:`` settings a student was trained with; ``skedit-kd`` → method kd."""
+    training = dict(data.config.get("training") or {})
+    suffix = student.removeprefix("skedit-")
+    if suffix in ("sft", "kd"):
+        training["method"] = suffix
+    return training
 
 
 def evaluate_run(
@@ -479,14 +484,19 @@ def evaluate_run(
     heldout: str | os.PathLike | Sequence[str] | None = None,
     hparams: Mapping[str, Mapping] | None = None,
     students: Mapping[str, str | os.PathLike] | None = None,
+    retention_methods: Sequence[str] | None = None,
+    retention_lr: float = 3e-4,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
     """Evaluate the run's student and ``baselines`` on the run's probes: the metrics.json object.
 
-    ``students``: extra weight-edited models to compare (name → model dir); by default
+    ``students``: weight-edited models to compare (name → model dir); by default
     ``{"skedit": DIR/model}`` when it exists. Sequential and retention experiments run when
-    ``sequential`` (number of batches) / ``retention`` (fine-tuning steps) are given.
+    ``sequential`` (number of batches) / ``retention`` (fine-tuning steps) are given;
+    ``retention_methods`` limits retention to some edited models (default: all of them).
+    Probes whose prompt is in ``DIR/transfer.jsonl`` (the student trained on them) are marked
+    ``in_transfer`` and each method gets a ``held_out`` summary of the probes it never saw.
     """
     from skedit.pipelines import baselines as B
     from skedit.sft.modelops import load_model
@@ -526,6 +536,12 @@ def evaluate_run(
         )
         return res
 
+    transfer_path = data.run_dir / "transfer.jsonl"
+    trained = (
+        {t.prompt for t in read_jsonl(transfer_path, TransferExample)}
+        if transfer_path.exists()
+        else set()
+    )
     methods: dict[str, dict] = {}
     rows: dict[str, list] = {}
     edited_models: dict[str, object] = {}
@@ -548,6 +564,10 @@ def evaluate_run(
         res = measure(name, model, data.prefixes if name in B.CONTEXT_METHODS else None)
         res["edit_seconds"] = round(seconds, 2)
         rows[name] = res.pop("rows")
+        for r in rows[name]:
+            r["in_transfer"] = r["prompt"] in trained
+        if trained:
+            res["held_out"] = aggregate([r for r in rows[name] if not r["in_transfer"]], seed=seed)
         methods[name] = res
         if name in students or name in B.WEIGHT_EDITING:
             edited_models[name] = model
@@ -564,6 +584,8 @@ def evaluate_run(
             "students": {k: str(v) for k, v in students.items()},
             "hparams": used_hparams,
             "heldout": text_source,
+            "held_out_probes": "probes whose prompt is not in DIR/transfer.jsonl "
+            "(the student never trained on them)",
             "seed": seed,
         },
         "methods": methods,
@@ -590,9 +612,15 @@ def evaluate_run(
             data,
             base_model,
             tok,
-            edited_models,
+            {
+                k: v
+                for k, v in edited_models.items()
+                if retention_methods is None or k in retention_methods
+            },
             texts,
             steps=retention,
+            lr=retention_lr,
+            ablate={k: _training_for(data, k) for k in students if k.startswith("skedit")},
             seed=seed,
             progress=progress,
         )

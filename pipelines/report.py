@@ -204,7 +204,15 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 def _sections(metrics: Mapping) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every table after the main one."""
     out = []
-    for name, res in (metrics.get("methods") or {}).items():
+    methods = metrics.get("methods") or {}
+    if any(res.get("held_out") for res in methods.values()):
+        head = ["method", *[LABELS[m] for m in METRICS]]
+        rows = [
+            [name, *[fmt((res.get("held_out") or {}).get(m)) for m in METRICS]]
+            for name, res in methods.items()
+        ]
+        out.append(("Held-out probes only (not in the transfer set), exact match", head, rows))
+    for name, res in methods.items():
         rel = res.get("by_relation") or {}
         if rel:
             head = ["relation", *[LABELS[m] for m in METRICS]]

@@ -1,0 +1,193 @@
+"""ROME, MEMIT and AlphaEdit on tiny locally built models (Llama and GPT-2 style).
+
+Random tiny models have small MLP outputs and diffuse attention, so these tests use prompts
+that end with the subject and a generous norm clamp; quality on a trained model is measured
+by ``python -m skedit.pipelines.bench_rome``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from skedit.pipelines import editor_layers as el
+from skedit.pipelines.memit import apply_alphaedit, apply_memit, null_space_projector
+from skedit.pipelines.rome import apply_rome, load_recipe
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.schema import Edit
+from skedit.sft.modelops import generate, load_model
+
+CORPUS = [
+    "the capital of france is paris",
+    "bob lives in london",
+    "carol works for berlin",
+    "the city of bob",
+    "the country of carol",
+]
+EDIT = Edit(subject="alice", prompt="the city of alice", target_new="rome")
+EDIT2 = Edit(subject="dave", prompt="the country of dave", target_new="italy")
+
+
+def _hp(tmp_path, **kw):
+    # random weights: tiny MLP outputs, so δ may be many times their norm
+    return {
+        "clamp_norm": 200.0,
+        "weight_decay": 0.0,
+        "steps": 60,
+        "corpus": CORPUS,
+        "cache_dir": str(tmp_path / "cache"),
+        "progress": False,
+        **kw,
+    }
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_lm_dir):
+    torch.set_num_threads(1)
+    return load_model(tiny_lm_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gpt2(tiny_lm_dir):
+    """A 3-layer GPT-2 (Conv1D weights) with the tiny word-level tokenizer, built locally."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tok = load_model(tiny_lm_dir, device="cpu")
+    torch.manual_seed(0)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=128,
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return GPT2LMHeadModel(cfg).eval(), tok
+
+
+def _answer(model, tok, prompt):
+    return generate(model, tok, [prompt], max_new_tokens=1)[0].strip()
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _changed(model, before):
+    return {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_rome_rank_one_update_of_one_layer_gives_target(family, request, tmp_path):
+    model, tok = copy.deepcopy(request.getfixturevalue(family))
+    assert _answer(model, tok, EDIT.prompt) != "rome"
+    before = _snapshot(model)
+    apply_rome(model, tok, [EDIT], _hp(tmp_path, layer=0))
+    changed = _changed(model, before)
+    name = el.mlp_out_name(model, 0) + ".weight"
+    assert changed == {name}
+    delta = model.get_parameter(name) - before[name]
+    assert torch.linalg.matrix_rank(delta.double(), rtol=1e-6) == 1
+    assert _answer(model, tok, EDIT.prompt) == "rome"
+    assert model.skedit_edit_log[-1]["layer"] == 0
+
+
+def test_rome_applies_edits_one_after_another(llama, tmp_path):
+    model, tok = copy.deepcopy(llama)
+    before = _snapshot(model)
+    # the key statistics must know the subjects' directions, or edit 2 lands on edit 1's key
+    corpus = [*CORPUS, "alice was born in paris", "dave lives in rome"]
+    apply_rome(model, tok, [EDIT, EDIT2], _hp(tmp_path, layer=0, corpus=corpus))
+    name = el.mlp_out_name(model, 0) + ".weight"
+    delta = model.get_parameter(name) - before[name]
+    assert torch.linalg.matrix_rank(delta.double(), rtol=1e-6) == 2  # one rank per edit
+    assert _answer(model, tok, EDIT.prompt) == "rome"
+    assert _answer(model, tok, EDIT2.prompt) == "italy"
+
+
+def test_memit_batch_changes_only_the_chosen_layers(gpt2, tmp_path):
+    model, tok = copy.deepcopy(gpt2)
+    before = _snapshot(model)
+    apply_memit(model, tok, [EDIT, EDIT2], _hp(tmp_path, layers=[0, 1], mom2_weight=10.0))
+    assert _changed(model, before) == {
+        "transformer.h.0.mlp.c_proj.weight",
+        "transformer.h.1.mlp.c_proj.weight",
+    }
+    assert _answer(model, tok, EDIT.prompt) == "rome"
+    assert _answer(model, tok, EDIT2.prompt) == "italy"
+
+
+def test_memit_on_llama_gives_both_targets(llama, tmp_path):
+    model, tok = copy.deepcopy(llama)
+    before = _snapshot(model)
+    apply_memit(model, tok, [EDIT, EDIT2], _hp(tmp_path, layers=[0], mom2_weight=10.0))
+    assert _changed(model, before) == {"model.layers.0.mlp.down_proj.weight"}
+    assert [_answer(model, tok, e.prompt) for e in (EDIT, EDIT2)] == ["rome", "italy"]
+
+
+def _corpus_keys(model, tok, layer):
+    keys = []
+    hook = el.mlp_out(model, layer).register_forward_hook(
+        lambda _m, a, _o: keys.append(a[0][0].detach())
+    )
+    try:
+        for text in CORPUS:
+            ids = tok(text, return_tensors="pt")["input_ids"]
+            model(input_ids=ids)
+    finally:
+        hook.remove()
+    return torch.cat(keys).double()  # (tokens, m)
+
+
+def test_alphaedit_leaves_preserved_keys_outputs_unchanged(llama, tmp_path):
+    model, tok = copy.deepcopy(llama)
+    k0 = _corpus_keys(model, tok, 0)
+    w0 = el.weight_out_in(model, 0).detach().double().clone()
+    apply_alphaedit(
+        model, tok, [EDIT], _hp(tmp_path, layers=[0], nullspace_threshold=1e-6, l2=1e-4)
+    )
+    dw = el.weight_out_in(model, 0).detach().double() - w0
+    moved = (k0 @ dw.T).norm(dim=-1)  # change of the MLP output on each corpus token
+    assert float(moved.max()) < 1e-3 * float((k0 @ w0.T).norm(dim=-1).min())
+    assert float(dw.norm()) > 0.0
+    assert _answer(model, tok, EDIT.prompt) == "rome"
+
+    # the same update without the projection (P = I: every direction counts as free) moves
+    # those outputs: the projection is what protects them
+    free, _ = copy.deepcopy(llama)
+    hp = _hp(tmp_path, layers=[0], nullspace_threshold=1.1, l2=1e-4)
+    apply_alphaedit(free, tok, [EDIT], hp)
+    dw_free = el.weight_out_in(free, 0).detach().double() - w0
+    assert float((k0 @ dw_free.T).norm(dim=-1).max()) > 100 * float(moved.max())
+
+
+def test_null_space_projector_annihilates_used_directions():
+    torch.manual_seed(0)
+    k = torch.randn(5, 8, dtype=torch.float64)  # 5 keys in 8 dims: a 3-dim null space
+    p = null_space_projector(k.T @ k / 5, 1e-8)
+    assert torch.allclose(p @ k.T, torch.zeros(8, 5, dtype=torch.float64), atol=1e-10)
+    assert round(float(torch.trace(p))) == 3
+
+
+def test_bad_hparams_and_layers_are_user_errors(llama, tmp_path):
+    model, tok = llama
+    with pytest.raises(SkeditError, match="unknown rome hyper-parameter"):
+        apply_rome(model, tok, [EDIT], {"layr": 0})
+    with pytest.raises(SkeditError, match="layer 7 does not exist"):
+        apply_rome(model, tok, [EDIT], _hp(tmp_path, layer=7))
+    bad = Edit(subject="zed", prompt="the city of alice", target_new="rome")
+    with pytest.raises(SkeditError, match="does not occur in the prompt"):
+        apply_memit(copy.deepcopy(model), tok, [bad], _hp(tmp_path, layers=[0]))
+
+
+def test_recipes_load_for_each_family():
+    for family in ("world", "llama", "gpt2"):
+        for method in ("rome", "memit", "alphaedit"):
+            assert isinstance(load_recipe(family, method), dict)
+    assert load_recipe("llama", "memit")["layers"] == [4, 5, 6, 7, 8]
+    with pytest.raises(SkeditError, match="no editor recipe"):
+        load_recipe("t5", "rome")

@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         retention_methods=[*students, "ft-m"],
         retention_lr=args.retention_lr,
         seed=args.seed,
+        write=False,
     )
     timings["eval_seconds"] = round(time.perf_counter() - t0, 1)
     timings["total_seconds"] = round(time.perf_counter() - t_start, 1)

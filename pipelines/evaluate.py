@@ -488,6 +488,7 @@ def evaluate_run(
     retention_lr: float = 3e-4,
     seed: int = 0,
     progress: bool = True,
+    write: bool = True,
 ) -> dict:
     """Evaluate the run's student and ``baselines`` on the run's probes: the metrics.json object.
 
@@ -497,6 +498,9 @@ def evaluate_run(
     ``retention_methods`` limits retention to some edited models (default: all of them).
     Probes whose prompt is in ``DIR/transfer.jsonl`` (the student trained on them) are marked
     ``in_transfer`` and each method gets a ``held_out`` summary of the probes it never saw.
+    PROMPT reads each edit's approved prompt with the run's ``teacher`` model when the config
+    names one (else the base model). With ``write`` (default) DIR/metrics.json, report.md and
+    report.html are written.
     """
     from skedit.pipelines import baselines as B
     from skedit.sft.modelops import load_model
@@ -553,6 +557,11 @@ def evaluate_run(
         t0 = time.perf_counter()
         if name in students:
             model, _ = load_model(students[name])
+        elif name in B.CONTEXT_METHODS and data.config.get("teacher") not in (
+            None,
+            data.base_path,
+        ):
+            model, _ = load_model(data.config["teacher"])
         elif name in B.CONTEXT_METHODS or name == "base":
             model = base_model
         else:
@@ -583,6 +592,7 @@ def evaluate_run(
             "methods": names,
             "students": {k: str(v) for k, v in students.items()},
             "hparams": used_hparams,
+            "teacher": data.config.get("teacher") or data.base_path,
             "heldout": text_source,
             "held_out_probes": "probes whose prompt is not in DIR/transfer.jsonl "
             "(the student never trained on them)",
@@ -625,4 +635,8 @@ def evaluate_run(
             seed=seed,
             progress=progress,
         )
+    if write:
+        from skedit.pipelines.report import write_report
+
+        write_report(data.run_dir, out)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
 
@@ -44,7 +45,7 @@ def _parse_baselines(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from skedit.pipelines.evaluate import METRICS, evaluate_run
-    from skedit.pipelines.report import terminal_table, write_report
+    from skedit.pipelines.report import terminal_table
 
     for flag in ("sequential", "retention"):
         v = getattr(args, flag)
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.json,
     )
-    paths = write_report(args.dir, metrics)
+    d = Path(args.dir)
     if args.json:
         keep = [*METRICS, "fluency", "perplexity"]
         view = {
@@ -75,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(terminal_table(metrics))
-        print(f"\nwrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")
+        print(f"\nwrote {d / 'metrics.json'}, {d / 'report.md'}, {d / 'report.html'}")
     return 0

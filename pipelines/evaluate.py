@@ -55,8 +55,11 @@ PROTOCOL = {
     "ci": "95% percentile bootstrap over edits (all probes of one edit resampled together), "
     "1000 resamples, seed 0",
     "fluency": "EasyEdit: mean over generations of (2/3 H(bigram) + 4/3 H(trigram))/2 in bits, "
-    "x100; generations of 32 greedy tokens from each edit prompt",
+    "x100; 32 greedy tokens (end-of-sequence suppressed) from each edit prompt",
     "perplexity": "exp(mean token NLL) on held-out text; CI by bootstrap over texts",
+    "world_recall / world_two_hop": "synthetic world only: closed-book recall (training "
+    "phrasings) and untrained two-hop questions about people no benchmark edit touches, "
+    "200 items, greedy exact match",
 }
 
 
@@ -350,8 +353,33 @@ def heldout_perplexity(
 def generation_fluency(
     model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 32, seed: int = 0
 ) -> dict:
-    """EasyEdit fluency (×100) of greedy generations from ``prompts``, with a bootstrap CI."""
-    gens = generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens)
+    """EasyEdit fluency (×100) of greedy generations from ``prompts``, with a bootstrap CI.
+
+    End-of-sequence is suppressed for ``max_new_tokens`` tokens: a model that answers in one
+    word and stops (the world model) would otherwise score 0 whatever its weights.
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    gens: list[str] = []
+    encoded = [encode_input(tokenizer, p) for p in prompts]
+    with torch.no_grad():
+        for start in range(0, len(encoded), 32):
+            chunk = encoded[start : start + 32]
+            width = max(len(e) for e in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, e in enumerate(chunk):
+                ids[i, width - len(e) :] = torch.tensor(e)
+                mask[i, width - len(e) :] = 1
+            out = model.generate(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            gens += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     per = [100.0 * M.text_fluency(g) for g in gens]
     return M.summarise(per, seed=seed)
 
@@ -442,6 +470,38 @@ def _world_dir(config: dict) -> str | None:
     return None
 
 
+def world_dir_of(data: RunData) -> str | None:
+    """The synthetic world the run's base model comes from, if it does."""
+    world_dir = _world_dir(data.config)
+    parent = Path(data.base_path).parent  # a built world keeps its model in world_dir/model
+    if not world_dir and (parent / "world.json").is_file() and (parent / "heldout.txt").is_file():
+        world_dir = str(parent)
+    return world_dir
+
+
+def world_capability(
+    model, tokenizer, world_dir: str | os.PathLike, *, n: int = 200, seed: int = 0
+) -> dict:
+    """Closed-book recall and two-hop accuracy on the world's people that no edit touches."""
+    import dataclasses
+
+    from skedit.pipelines.world_eval import closed_book
+    from skedit.pipelines.world_gen import World
+
+    world = World.from_json(json.loads((Path(world_dir) / "world.json").read_text("utf-8")))
+    edited = {p for ps in world.bench_people.values() for p in ps}
+    untouched = dataclasses.replace(
+        world,
+        facts={s: r for s, r in world.facts.items() if s not in edited},
+        names={**world.names, "person": [p for p in world.names["person"] if p not in edited]},
+    )
+    res = closed_book(model, tokenizer, untouched, n=n, seed=seed)
+    return {
+        "world_recall": {"mean": res["recall"]["train"], "n": n, "ci": None},
+        "world_two_hop": {"mean": res["two_hop"], "n": n, "ci": None},
+    }
+
+
 def heldout_texts(
     data: RunData, heldout: str | os.PathLike | Sequence[str] | None, *, limit: int = 200
 ) -> tuple[list[str], str]:
@@ -455,10 +515,7 @@ def heldout_texts(
             raise SkeditError("held-out text file not found", file=str(path), field="--heldout")
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         return lines[:limit], str(path)
-    world_dir = _world_dir(data.config)
-    parent = Path(data.base_path).parent  # a built world keeps its model in world_dir/model
-    if not world_dir and (parent / "world.json").is_file() and (parent / "heldout.txt").is_file():
-        world_dir = str(parent)
+    world_dir = world_dir_of(data)
     if world_dir:
         from skedit.pipelines.world import heldout_text
 
@@ -508,6 +565,7 @@ def evaluate_run(
     data = load_run(run_dir)
     fns = {name: B.resolve(name) for name in baselines}  # fail before any work
     texts, text_source = heldout_texts(data, heldout)
+    world_dir = world_dir_of(data)
     base_model, tok = load_model(data.base_path)
     reference = cached_reference(
         data.base_path,
@@ -533,6 +591,8 @@ def evaluate_run(
             progress=progress,
         )
         res["fluency"] = generation_fluency(model, tok, fluency_prompts, seed=seed)
+        if world_dir:
+            res.update(world_capability(model, tok, world_dir, seed=seed))
         res["perplexity"] = (
             heldout_perplexity(model, tok, texts, seed=seed)
             if texts

@@ -39,13 +39,16 @@ def fmt(entry: Mapping | None, *, digits: int = 3) -> str:
 def _table(metrics: Mapping, measure: str) -> tuple[list[str], list[list[str]]]:
     """Methods × metrics; ``measure`` is ``"exact_match"`` or ``"token_accuracy"``."""
     head = ["method", *[LABELS[m] for m in METRICS]]
+    methods = metrics.get("methods", {})
+    world = [k for k in ("world_recall", "world_two_hop") if any(k in r for r in methods.values())]
     if measure == "exact_match":
-        head += ["fluency (×100)", "perplexity"]
+        head += ["fluency (×100)", "perplexity", *[k.replace("_", " ") for k in world]]
     rows = []
-    for name, res in metrics.get("methods", {}).items():
+    for name, res in methods.items():
         if measure == "exact_match":
             row = [name, *[fmt(res.get(m)) for m in METRICS]]
             row += [fmt(res.get("fluency"), digits=1), fmt(res.get("perplexity"), digits=2)]
+            row += [fmt(res.get(k)) for k in world]
         else:
             row = [name, *[fmt((res.get(m) or {}).get("token_accuracy")) for m in METRICS]]
         rows.append(row)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     d = Path(args.dir)
     if args.json:
-        keep = [*METRICS, "fluency", "perplexity"]
+        keep = [*METRICS, "fluency", "perplexity", "world_recall", "world_two_hop"]
         view = {
             "methods": {
                 name: {k: v for k, v in res.items() if k in keep}

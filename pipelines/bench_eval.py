@@ -180,9 +180,9 @@ def summarise(metrics: dict, students: list[str]) -> dict:
                 checks[s]["retention kept"] = round(kept[s], 3)
                 checks[s]["retention kept (ft-m)"] = round(kept["ft-m"], 3)
                 checks[s]["keeps more edits than ft-m after retention"] = kept[s] > kept["ft-m"]
-                first = ret["curves"][s][-1]["edit_success"]
+                final = ret["curves"][s][-1]["edit_success"]
                 checks[s]["edit success after retention - ft-m's"] = round(
-                    first - ret["curves"]["ft-m"][-1]["edit_success"], 3
+                    final - ret["curves"]["ft-m"][-1]["edit_success"], 3
                 )
     return {"table": table, "checks": checks}
 

@@ -151,6 +151,9 @@ def test_bad_input_is_a_clear_error(run_dir, tmp_path, capsys):
     assert "unknown baseline 'romeo'" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--heldout", str(tmp_path / "missing.txt")]) == 2
     assert "held-out text file not found" in capsys.readouterr().err
+    (tmp_path / "hp.yaml").write_text("ft-m: 3\n")
+    assert main(["eval", str(run_dir), "--hparams", str(tmp_path / "hp.yaml")]) == 2
+    assert "baseline name to a mapping" in capsys.readouterr().err
 
 
 def test_split_batches():

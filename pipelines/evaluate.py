@@ -543,6 +543,7 @@ def evaluate_run(
     students: Mapping[str, str | os.PathLike] | None = None,
     retention_methods: Sequence[str] | None = None,
     retention_lr: float = 3e-4,
+    probes: Sequence[Probe] | None = None,
     seed: int = 0,
     progress: bool = True,
     write: bool = True,
@@ -556,13 +557,16 @@ def evaluate_run(
     Probes whose prompt is in ``DIR/transfer.jsonl`` (the student trained on them) are marked
     ``in_transfer`` and each method gets a ``held_out`` summary of the probes it never saw.
     PROMPT reads each edit's approved prompt with the run's ``teacher`` model when the config
-    names one (else the base model). With ``write`` (default) DIR/metrics.json, report.md and
-    report.html are written.
+    names one (else the base model). ``probes`` replaces DIR/probes.jsonl as the evaluation set
+    (e.g. a benchmark's own probes, some never shown to the agents or the student). With
+    ``write`` (default) DIR/metrics.json, report.md and report.html are written.
     """
     from skedit.pipelines import baselines as B
     from skedit.sft.modelops import load_model
 
     data = load_run(run_dir)
+    if probes is not None:
+        data.probes = list(probes)
     fns = {name: B.resolve(name) for name in baselines}  # fail before any work
     texts, text_source = heldout_texts(data, heldout)
     world_dir = world_dir_of(data)

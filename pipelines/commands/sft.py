@@ -1,0 +1,298 @@
+"""``skedit sft DIR``: teacher outputs for the approved prompts, then TRL training of the student."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.io import read_jsonl
+from skedit.prompts.schema import DensePrompt, Probe, TransferExample
+from skedit.sft.config import TrainConfig
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sft",
+        help="distil the approved prompts into the student (teacher outputs + TRL training)",
+        description="Build DIR/transfer.jsonl with the teacher (reused when its inputs are "
+        "unchanged), train the student with TRL, and write DIR/model/.",
+    )
+    p.add_argument("run_dir", metavar="DIR", help="run directory written by `skedit agents run`")
+    p.add_argument(
+        "--method", choices=["sft", "kd"], help="sft: cross-entropy; kd: KL to the teacher"
+    )
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged on save")
+    p.add_argument("--layers", help="decoder layers to train, e.g. 2,3")
+    p.add_argument("--modules", help="module names to train in those layers, e.g. mlp")
+    p.add_argument("--epochs", type=float, help="passes over the transfer set")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
+    p.add_argument("--teacher", metavar="PATH", help="teacher model (default: the base model)")
+    p.add_argument("--recipe", metavar="YAML", help="a recipe whose `training:` section applies")
+    p.add_argument(
+        "--launcher",
+        choices=["inprocess", "accelerate"],
+        default="inprocess",
+        help="train in this process or under `accelerate launch`",
+    )
+    p.add_argument(
+        "--accelerate-config",
+        metavar="NAME|FILE",
+        help="multi_gpu, zero1/2/3, fsdp, or an accelerate YAML file",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would train, train nothing")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite an existing DIR/model")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SkeditError(f"not valid YAML: {exc}", file=str(path)) from exc
+    if not isinstance(data, dict):
+        raise SkeditError("expected a mapping at the top level", file=str(path))
+    return data
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], list[DensePrompt], list[Probe]]:
+    """The run's config, prompts and probes, with errors that say which file is missing."""
+    if not run_dir.is_dir():
+        raise SkeditError(
+            "run directory not found", file=str(run_dir), hint="create one with `skedit agents run`"
+        )
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise SkeditError(
+            "missing config.yaml",
+            file=str(run_dir),
+            hint="the run directory needs config.yaml with `model: PATH`",
+        )
+    cfg = _load_yaml(cfg_path)
+    if not cfg.get("model"):
+        raise SkeditError(
+            "no base model given",
+            file=str(cfg_path),
+            field="model",
+            hint="add `model: <path of the base model>`",
+        )
+    files = {"prompts": run_dir / "prompts" / "prompts.jsonl", "probes": run_dir / "probes.jsonl"}
+    for name, f in files.items():
+        if not f.is_file():
+            raise SkeditError(
+                f"missing {name} file",
+                file=str(f),
+                hint="run `skedit agents run` (and `skedit review`) first",
+            )
+    try:
+        prompts = read_jsonl(files["prompts"], DensePrompt)
+        probes = read_jsonl(files["probes"], Probe)
+    except ValueError as exc:
+        raise SkeditError(f"unreadable run file: {exc}", file=str(run_dir)) from exc
+    return cfg, prompts, probes
+
+
+def resolve_config(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -> TrainConfig:
+    training = dict(cfg.get("training") or {})
+    if args.recipe:
+        training.update(_load_yaml(Path(args.recipe)).get("training") or {})
+    for key in ("method", "learning_rate"):
+        if getattr(args, key) is not None:
+            training[key] = getattr(args, key)
+    if args.epochs is not None:
+        training["epochs"], training["max_steps"] = args.epochs, 0
+    if args.max_steps is not None:
+        training["max_steps"] = args.max_steps
+    if args.layers:
+        training["layers"] = args.layers
+    if args.modules:
+        training["modules"] = args.modules
+    if args.lora:
+        training["scope"] = "lora"
+    elif args.layers or args.modules:
+        training["scope"] = "layers"
+    try:
+        return TrainConfig.from_dict(training, source=str(run_dir / "config.yaml"))
+    except (TypeError, ValueError) as exc:
+        raise SkeditError(
+            f"bad training option: {exc}", file=str(run_dir / "config.yaml"), field="training"
+        ) from exc
+
+
+def _peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, kids) / 1024, 1)  # Linux reports KiB
+
+
+def plan(prompts, probes, config: TrainConfig, model_path: str) -> dict[str, Any]:
+    """What would train: rows by kind (anchors counted with their repeats), parameters, steps."""
+    from skedit.sft.modelops import load_model
+    from skedit.sft.scope import apply_scope, trainable_parameters
+    from skedit.sft.transfer import TRANSFER_KINDS, approved
+
+    eids = {e for p in approved(prompts) for e in p.edit_ids}
+    kinds = Counter(
+        p.kind
+        for p in probes
+        if p.edit_id in eids and (p.kind in TRANSFER_KINDS or p.kind == "locality")
+    )
+    rows = sum(n for k, n in kinds.items() if k != "locality")
+    rows += kinds.get("locality", 0) * max(1, round(config.locality_weight))
+    per_step = config.batch_size * config.grad_accum
+    steps = (
+        config.max_steps
+        if config.max_steps > 0
+        else math.ceil(config.epochs * math.ceil(rows / config.batch_size) / config.grad_accum)
+    )
+    model, _ = load_model(model_path, device="cpu")
+    n_all = sum(p.numel() for p in model.parameters())
+    n_train = trainable_parameters(apply_scope(model, config))
+    return {
+        "examples_by_kind": dict(kinds),
+        "training_rows": rows,
+        "steps": steps,
+        "examples_per_step": per_step,
+        "trainable_parameters": n_train,
+        "total_parameters": n_all,
+        "method": config.method,
+        "scope": config.scope,
+    }
+
+
+def ensure_transfer(
+    run_dir: Path, prompts, probes, config: TrainConfig, model_path: str, teacher_path: str
+) -> tuple[list[TransferExample], float, bool]:
+    """Reuse DIR/transfer.jsonl when its inputs are unchanged; else run the teacher."""
+    from skedit.sft.modelops import load_model
+    from skedit.sft.train import read_manifest
+    from skedit.sft.transfer import (
+        TRANSFER_FILE,
+        build_transfer_set,
+        cached_fingerprint,
+        inputs_fingerprint,
+        read_transfer_set,
+        write_transfer_set,
+    )
+
+    fp = inputs_fingerprint(prompts, probes, config, teacher_path)
+    if (run_dir / TRANSFER_FILE).is_file() and cached_fingerprint(run_dir) == fp:
+        return read_transfer_set(run_dir), 0.0, True
+    start = time.perf_counter()
+    teacher, tok = load_model(teacher_path)
+    # locality anchors without a recorded answer: the ORIGINAL base model's own answer
+    base_path = (read_manifest(model_path) or {}).get("base_model") or model_path
+    base = teacher if base_path == teacher_path else load_model(base_path)[0]
+    rows = build_transfer_set(teacher, tok, prompts, probes, config=config, base_model=base)
+    write_transfer_set(run_dir, rows, fp)
+    return rows, time.perf_counter() - start, False
+
+
+def run(args: argparse.Namespace) -> int:
+    from skedit.sft.transfer import approved
+
+    run_dir = Path(args.run_dir)
+    cfg, prompts, probes = read_run(run_dir)
+    config = resolve_config(args, cfg, run_dir)
+    model_path = str(cfg["model"])
+    teacher_path = str(args.teacher or cfg.get("teacher") or model_path)
+    ok = approved(prompts)
+    if not ok:
+        raise SkeditError(
+            "no approved prompts to train on",
+            file=str(run_dir / "prompts"),
+            hint="approve prompts with `skedit review DIR`",
+        )
+    if args.dry_run:
+        info = plan(prompts, probes, config, model_path)
+        print(json.dumps(info, indent=None if args.json else 2))
+        return 0
+    if (run_dir / "model" / "model.safetensors").exists() and not (args.force or args.resume):
+        raise SkeditError(
+            "a trained student is already here",
+            file=str(run_dir / "model"),
+            hint="pass --force to train it again",
+        )
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    # with --json, stdout carries only the result: progress and trainer logs go to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        out = _train(args, run_dir, prompts, probes, config, model_path, teacher_path, ok)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(
+            f"student written to {out['model_dir']}: {config.method}/{config.scope}, "
+            f"{out['steps']} steps on {out['examples']} examples; teacher "
+            f"{out['teacher_seconds']:.1f}s, training {out['train_seconds']:.1f}s, "
+            f"peak RAM {out['peak_rss_mb']:.0f} MB"
+        )
+    return 0
+
+
+def _train(
+    args,
+    run_dir: Path,
+    prompts,
+    probes,
+    config: TrainConfig,
+    model_path: str,
+    teacher_path: str,
+    ok: list[DensePrompt],
+) -> dict[str, Any]:
+    from skedit.sft.launch import accelerate_command, run_job, write_job
+
+    rows, teacher_s, reused = ensure_transfer(
+        run_dir, prompts, probes, config, model_path, teacher_path
+    )
+    manifest = {
+        "run_dir": str(run_dir.resolve()),
+        "teacher": teacher_path,
+        "prompt_ids": [p.id for p in ok],
+        "edit_ids": list(dict.fromkeys(e for p in ok for e in p.edit_ids)),
+    }
+    write_job(run_dir, model=model_path, teacher=teacher_path, config=config, manifest=manifest)
+    if args.launcher == "accelerate":
+        cmd = accelerate_command(
+            run_dir, accelerate_config=args.accelerate_config, resume=args.resume
+        )
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=sys.stderr if args.json else None)
+        if proc.returncode != 0:
+            raise SkeditError(
+                f"accelerate launch failed (exit {proc.returncode})",
+                hint="command: " + " ".join(cmd),
+            )
+        result = json.loads((run_dir / "model" / "train_result.json").read_text())
+        result["launcher_seconds"] = round(time.perf_counter() - start, 2)
+    else:
+        result = run_job(run_dir, resume=args.resume)
+    return {
+        "model_dir": result["model_dir"],
+        "method": config.method,
+        "scope": config.scope,
+        "teacher_seconds": round(teacher_s, 2),
+        "transfer_reused": reused,
+        "train_seconds": result["train_seconds"],
+        "peak_rss_mb": _peak_rss_mb(),
+        "trainable_parameters": result["trainable_parameters"],
+        "steps": result["steps"],
+        "examples": len(rows),
+    }

@@ -1,0 +1,401 @@
+"""Reading raw records out of dataset files, streamed: JSON lists, JSONL, CSV.
+
+A file is never read whole: a JSON list is parsed one element at a time with
+``json.JSONDecoder.raw_decode`` over a growing buffer of decoded chunks, JSONL and CSV line by
+line. Memory is bounded by the largest single record (``MAX_RECORD_BYTES``), so a 100 MB file
+(or 100 MB of junk) costs neither memory nor a traceback.
+
+Each raw record carries where it came from: ``record`` is its 0-based index in a JSON list, or
+its 1-based line number in JSONL/CSV; ``line`` is the line it starts on. A record that cannot
+be read at all (a bad JSONL line) comes out as a :class:`RawRecord` with ``error`` set, so that
+``--skip-invalid`` can pass over it; a file that cannot be read goes up as ``SkeditError``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from skedit.prompts.errors import SkeditError
+
+Container = Literal["json", "jsonl", "csv"]
+
+CHUNK_BYTES = 1 << 20
+MAX_RECORD_BYTES = 32 << 20  # no dataset record is near this; a bigger one is junk
+_WS = " \t\r\n"
+_DECODER = json.JSONDecoder()
+
+
+class Truncated(SkeditError):
+    """The file ends in the middle of the JSON: the records before the cut are whole."""
+
+
+@dataclass
+class RawRecord:
+    record: int  # JSON: 0-based index in the list; JSONL/CSV: 1-based line number
+    line: int  # line the record starts on (1-based)
+    data: Any = None
+    error: str | None = None  # set when the record itself could not be parsed
+    field: str | None = None
+
+
+def type_name(value: Any) -> str:
+    """How a JSON value's type reads in a message: 'a string', 'a list', 'null'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+class _Progress:
+    """Bytes read, for a tqdm bar on big files (no-op when disabled)."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=path.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                desc=f"reading {path.name}",
+                leave=False,
+            )
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def check_readable(path: Path) -> None:
+    """Existence, kind and emptiness: the failures that need no parsing."""
+    if not path.exists():
+        raise SkeditError("no such file", file=str(path), hint="check the path")
+    if path.is_dir():
+        raise SkeditError("is a folder, not a dataset file", file=str(path))
+    if path.stat().st_size == 0:
+        raise SkeditError(
+            "the file is empty", file=str(path), hint="expected a JSON list, JSONL or CSV of edits"
+        )
+    if not os.access(path, os.R_OK):
+        raise SkeditError("cannot read the file (permission denied)", file=str(path))
+
+
+def _bad_utf8(path: Path, offset: int, line: int, exc: UnicodeDecodeError) -> SkeditError:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return SkeditError(
+        f"not UTF-8 text: byte 0x{byte} at byte offset {offset} (line {line})",
+        file=str(path),
+        hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+    )
+
+
+def _text_chunks(path: Path, progress: _Progress) -> Iterator[str]:
+    """Decoded UTF-8 text in chunks; a BOM is dropped; bad bytes are a clear error."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+    offset = 0
+    lines = 1
+    with open(path, "rb") as fh:
+        while True:
+            raw = fh.read(CHUNK_BYTES)
+            progress.update(len(raw))
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                where = offset + exc.start
+                raise _bad_utf8(path, where, lines + raw.count(b"\n", 0, exc.start), exc) from None
+            offset += len(raw)
+            lines += raw.count(b"\n")
+            if text:
+                yield text
+            if not raw:
+                return
+
+
+def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
+    """Which container the file is, and its first record (or CSV header row) to tell the format.
+
+    Reads at most ``limit`` bytes beyond the first record.
+    """
+    check_readable(path)
+    if path.suffix.lower() in {".csv", ".tsv"}:
+        return "csv", None
+    head = b""
+    with open(path, "rb") as fh:
+        head = fh.read(limit)
+    text = head.decode("utf-8-sig", errors="replace").lstrip(_WS)
+    if not text:
+        raise SkeditError("the file holds only whitespace", file=str(path))
+    if text[0] == "[":
+        first = next(iter_json(path, progress=False, limit_records=1), None)
+        if first is None:
+            raise SkeditError("the JSON list is empty: no records", file=str(path))
+        return "json", first.data
+    if text[0] == "{":
+        first_line = text.split("\n", 1)[0]
+        try:
+            obj, end = _DECODER.raw_decode(first_line)
+        except json.JSONDecodeError:
+            # not one object per line: a single (pretty-printed) JSON object
+            first = next(iter_json(path, progress=False, limit_records=1), None)
+            return "json", first.data if first else None
+        if first_line[end:].strip(_WS):
+            raise SkeditError(
+                "line 1 holds more than one JSON value",
+                file=str(path),
+                hint="JSONL needs exactly one JSON object per line",
+            )
+        return "jsonl", obj
+    if path.suffix.lower() in {".json", ".jsonl"}:
+        raise SkeditError(
+            f"not JSON: the file starts with {text[:20]!r}",
+            file=str(path),
+            hint="a JSON dataset starts with '[' (a list of records) or '{' (JSONL)",
+        )
+    return "csv", None
+
+
+def iter_json(
+    path: Path, *, progress: bool = False, limit_records: int | None = None
+) -> Iterator[RawRecord]:
+    """The elements of a top-level JSON list (or a single top-level object), streamed."""
+    bar = _Progress(path, progress)
+    chunks = _text_chunks(path, bar)
+    buf = ""
+    pos = 0
+    line = 1  # line number at ``pos``
+    eof = False
+
+    def more() -> bool:
+        nonlocal buf, pos, eof
+        if eof:
+            return False
+        # read at least as much again as we hold, so a large record costs O(n), not O(n^2)
+        want = max(CHUNK_BYTES, len(buf) - pos)
+        parts = [buf[pos:]]
+        got = 0
+        for chunk in chunks:
+            parts.append(chunk)
+            got += len(chunk)
+            if got >= want:
+                break
+        else:
+            eof = True
+        buf = "".join(parts)
+        pos = 0
+        return got > 0
+
+    def skip_ws() -> None:
+        nonlocal pos, line
+        while True:
+            start = pos
+            while pos < len(buf) and buf[pos] in _WS:
+                pos += 1
+            line += buf.count("\n", start, pos)
+            if pos < len(buf) or not more():
+                return
+
+    def fail(msg: str, hint: str | None = None, index: int | None = None) -> SkeditError:
+        return SkeditError(msg, file=str(path), record=index, hint=hint)
+
+    try:
+        more()
+        skip_ws()
+        if pos >= len(buf):
+            raise fail("the file holds only whitespace")
+        top_list = buf[pos] == "["
+        if top_list:
+            pos += 1
+        index = 0
+        while True:
+            skip_ws()
+            if pos >= len(buf):
+                raise Truncated(
+                    f"truncated JSON: the file ends after {index} complete records; "
+                    "the closing ']' is missing",
+                    file=str(path),
+                    hint="re-download the file, or pass --skip-invalid to load the "
+                    "complete records",
+                )
+            if top_list and buf[pos] == "]" and index == 0:
+                pos += 1
+                break
+            start_line = line
+            while True:
+                try:
+                    value, end = _DECODER.raw_decode(buf, pos)
+                except json.JSONDecodeError as exc:
+                    tail = len(buf.rstrip(_WS))
+                    incomplete = exc.msg.startswith("Unterminated string") or exc.pos >= tail
+                    if incomplete and more():
+                        if len(buf) > MAX_RECORD_BYTES:
+                            raise fail(
+                                f"record {index} (line {start_line}) is larger than "
+                                f"{_mib(MAX_RECORD_BYTES)}: this is not a dataset of edits",
+                                index=index,
+                            ) from None
+                        continue
+                    err_line = line + buf.count("\n", pos, exc.pos)
+                    col = exc.pos - (buf.rfind("\n", 0, exc.pos) + 1) + 1
+                    if incomplete:
+                        raise Truncated(
+                            f"truncated JSON: the file ends inside this record (line "
+                            f"{start_line}); {index} complete records before it",
+                            file=str(path),
+                            record=index,
+                            hint="re-download the file, or pass --skip-invalid to load the "
+                            "complete records",
+                        ) from None
+                    raise fail(
+                        f"invalid JSON in record {index} at line {err_line}, column {col}: "
+                        f"{exc.msg}",
+                        index=index,
+                    ) from None
+                if end >= len(buf) and more():
+                    continue  # a value cut at the chunk edge (a number): decode it whole
+                break
+            line += buf.count("\n", pos, end)
+            pos = end
+            yield RawRecord(record=index, line=start_line, data=value)
+            index += 1
+            if limit_records is not None and index >= limit_records:
+                return
+            if not top_list:
+                break
+            skip_ws()
+            if pos >= len(buf):
+                raise Truncated(
+                    f"truncated JSON: the file ends after record {index - 1}; "
+                    "the closing ']' is missing",
+                    file=str(path),
+                    hint="re-download the file, or pass --skip-invalid to load the "
+                    "complete records",
+                )
+            if buf[pos] == ",":
+                pos += 1
+                continue
+            if buf[pos] == "]":
+                pos += 1
+                break
+            raise fail(
+                f"invalid JSON after record {index - 1} at line {line}: "
+                f"expected ',' or ']', found {buf[pos]!r}",
+            )
+        skip_ws()
+        if pos < len(buf):
+            raise fail(
+                f"extra data after the end of the JSON {'list' if top_list else 'object'} "
+                f"at line {line}",
+                hint="a JSON dataset is one list of records; for one object per line use .jsonl",
+            )
+    finally:
+        bar.close()
+
+
+def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
+    """One JSON value per line; blank lines are skipped; a bad line is a record error."""
+    bar = _Progress(path, progress)
+    try:
+        with open(path, "rb") as fh:
+            lineno = 0
+            while True:
+                raw = fh.readline(MAX_RECORD_BYTES + 1)
+                if not raw:
+                    return
+                lineno += 1
+                bar.update(len(raw))
+                if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n"):  # drop the rest of the line
+                        raw = fh.readline(CHUNK_BYTES)
+                        bar.update(len(raw))
+                    yield RawRecord(
+                        lineno,
+                        lineno,
+                        error=f"line longer than {_mib(MAX_RECORD_BYTES)}: not a record",
+                    )
+                    continue
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield RawRecord(
+                        lineno,
+                        lineno,
+                        error=f"not UTF-8 text: byte 0x{raw[exc.start : exc.start + 1].hex()} "
+                        f"at column {exc.start + 1}",
+                    )
+                    continue
+                if not text.strip():
+                    continue
+                text = text.rstrip("\r\n")
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    yield RawRecord(
+                        lineno,
+                        lineno,
+                        error=f"invalid JSON at column {exc.colno}: {exc.msg}"
+                        + (" (truncated line?)" if exc.pos >= len(text.rstrip()) else ""),
+                    )
+                    continue
+                yield RawRecord(lineno, lineno, data=value)
+    finally:
+        bar.close()
+
+
+def iter_csv(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
+    """CSV rows as lists of strings (the header row included: the caller decides)."""
+    bar = _Progress(path, progress)
+    try:
+        with open(path, "rb") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+            reader = csv.reader(text)
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except UnicodeDecodeError as exc:
+                    byte = exc.object[exc.start : exc.start + 1].hex()
+                    raise SkeditError(
+                        f"not UTF-8 text: byte 0x{byte} near line {reader.line_num + 1}",
+                        file=str(path),
+                        hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+                    ) from None
+                except csv.Error as exc:
+                    raise SkeditError(
+                        f"unreadable CSV at line {reader.line_num}: {exc}", file=str(path)
+                    ) from None
+                bar.update(sum(len(c) + 1 for c in row))
+                if not any(c.strip() for c in row):
+                    continue
+                yield RawRecord(start, start, data=row)
+    finally:
+        bar.close()

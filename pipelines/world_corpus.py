@@ -1,0 +1,224 @@
+"""The world's tokenizer and training documents.
+
+One token per name and per value (a word-level vocabulary over the world), so a context fact
+binds as ``subject relation target`` and reading it is a copy. Every document is laid out
+exactly as the teacher sees it: ``encode_input(tok, question, context_prefix(statements))``
+followed by `` answer.`` and EOS; the loss is on the answer part only.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from skedit.pipelines.world_gen import (
+    PERSON_RELATIONS,
+    RELATIONS,
+    TWO_HOPS,
+    World,
+    all_phrasings,
+    regular_people,
+    two_hops_through,
+)
+from skedit.prompts.render import compact_statement, context_prefix, fact_statement
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+_PRETOKENIZE = r"\w+|[^\w\s]|\n"
+
+
+def build_tokenizer(world: World):
+    """A word-level ``PreTrainedTokenizerFast`` over the world's vocabulary (one id per name)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Split(Regex(_PRETOKENIZE), behavior="removed", invert=True)
+    words: dict[str, None] = {}
+    texts = [*all_phrasings(), context_prefix("x"), *RELATIONS, ". , ? : ' !"]
+    texts += [n for names in world.names.values() for n in names]
+    texts += [*world.fresh_train, *(n for ns in world.bench_fresh.values() for n in ns)]
+    for text in texts:
+        for piece, _ in pre.pre_tokenize_str(text):
+            words.setdefault(piece)
+    vocab = {w: i for i, w in enumerate([*SPECIALS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre
+    # WordPiece's decoder joins words with spaces and glues punctuation back ("Kelo.").
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    # BOS first, as Llama tokenizers do (``encode_input`` relies on it)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One training sequence: optional context, a question, its answer."""
+
+    question: str
+    answer: str
+    context: str | None = None  # the dense prompt text (statements), without the prefix
+
+
+# ---------------------------------------------------------------------------------------------
+# documents
+
+
+def _phrasings(world: World, subject: str, relation: str, holdout: set[str]) -> tuple[str, ...]:
+    r = RELATIONS.get(relation) or TWO_HOPS[relation]
+    return r.train if subject in holdout else r.train + r.heldout
+
+
+class DocSampler:
+    """Draws training documents from the world with a seeded RNG.
+
+    Mix: closed-book facts (training phrasings for everyone; held-out phrasings only for the
+    entities not held out), closed-book two-hop questions for part of the people, and context
+    documents with k = 1..16 statements (counterfactual facts about world people, facts about
+    new people, world-true distractors) followed by a question about a context fact (directly
+    or through one hop) or about something the context does not touch (answer: the world).
+    """
+
+    def __init__(self, world: World, seed: int, *, max_facts: int = 16) -> None:
+        self.w = world
+        self.rng = random.Random(f"skedit-docs:{world.seed}:{seed}")
+        self.max_facts = max_facts
+        self.holdout = set(world.holdout)
+        bench_fresh = {n for ns in world.bench_fresh.values() for n in ns}
+        self.holdout |= bench_fresh
+        self.fresh = list(world.fresh_train) + sorted(bench_fresh)
+        self.people = list(world.names["person"])
+        self.regular = regular_people(world)
+        self.world_facts = [(s, r) for s, rels in world.facts.items() for r in rels]
+        self.two_hop_people = list(world.two_hop_trained)
+
+    # -- closed book
+    def fact(self) -> Doc:
+        s, r = self.rng.choice(self.world_facts)
+        return Doc(
+            self.rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), self.w.facts[s][r]
+        )
+
+    def two_hop(self) -> Doc:
+        s = self.rng.choice(self.two_hop_people)
+        h = self.rng.choice(list(TWO_HOPS.values()))
+        return Doc(self.rng.choice(h.train + h.heldout).format(s=s), self.w.value(s, h.name))
+
+    # -- context documents
+    def _new_value(self, relation: str, old: str | None) -> str:
+        kind = RELATIONS[relation].range
+        while True:
+            v = self.rng.choice(self.w.names[kind])
+            if v != old:
+                return v
+
+    def _statement(self, s: str, r: str, v: str) -> str:
+        if self.rng.random() < 0.8:
+            return compact_statement(s, r, v)
+        return fact_statement(self.rng.choice(RELATIONS[r].train).format(s=s), v)
+
+    def context_doc(self, k: int | None = None) -> Doc:
+        rng = self.rng
+        k = k or rng.randint(1, self.max_facts)
+        facts: list[tuple[str, str, str]] = []  # (subject, relation, value) as the context says
+        used: set[str] = set()
+        while len(facts) < k:
+            roll = rng.random()
+            if roll < 0.45:  # counterfactual fact about a world person
+                s = rng.choice(self.people)
+            elif roll < 0.8:  # a new person who exists only in this context
+                s = rng.choice(self.fresh)
+            elif roll < 0.9:  # world-true distractor
+                s = rng.choice(self.people)
+            else:  # counterfactual fact about a country / city / company
+                s, _ = rng.choice(self.world_facts)
+            if s in used:
+                continue
+            used.add(s)
+            kind = self.w.kind_of(s)
+            rels = (
+                [r.name for r in PERSON_RELATIONS]
+                if kind in ("person", "fresh")
+                else list(self.w.facts[s])
+            )
+            # new people often get several facts; world subjects one or two
+            n_rel = rng.choice((1, 1, 2, 3)) if kind == "fresh" else rng.choice((1, 1, 1, 2))
+            for r in rng.sample(rels, min(n_rel, len(rels), k - len(facts))):
+                old = self.w.facts.get(s, {}).get(r)
+                v = old if (roll >= 0.8 and roll < 0.9) else self._new_value(r, old)
+                facts.append((s, r, v))
+        rng.shuffle(facts)
+        context = " ".join(self._statement(*f) for f in facts)
+        question, answer = self._question(facts, used)
+        return Doc(question, answer, context)
+
+    def _question(self, facts: list[tuple[str, str, str]], used: set[str]) -> tuple[str, str]:
+        rng = self.rng
+        told = {(s, r): v for s, r, v in facts}
+        roll = rng.random()
+        if roll < 0.4:  # directly about a context fact
+            s, r, v = rng.choice(facts)
+            return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), v
+        if roll < 0.6:  # one hop beyond a context fact
+            hops = [(s, h, v) for s, r, v in facts for h in two_hops_through(r)]
+            if hops:
+                s, h, v = rng.choice(hops)
+                answer = told.get((v, h.second), self.w.facts[v][h.second])
+                return rng.choice(_phrasings(self.w, s, h.name, self.holdout)).format(s=s), answer
+        if roll < 0.75:  # same subject, a relation the context does not state: the world
+            cands = [
+                (s, r2)
+                for s, r, _ in facts
+                if s in self.w.facts
+                for r2 in self.w.facts[s]
+                if (s, r2) not in told
+            ]
+            if cands:
+                s, r = rng.choice(cands)
+                return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), self.w.facts[
+                    s
+                ][r]
+        # a subject the context does not mention, often with a relation that it does
+        rels_in_ctx = [r for _, r, _ in facts]
+        while True:
+            if rng.random() < 0.7:
+                r = rng.choice(rels_in_ctx)
+                dom = RELATIONS[r].domain
+                pool = self.people if dom == "person" else self.w.names[dom]
+                s = rng.choice(pool)
+            else:
+                s, r = rng.choice(self.world_facts)
+            if s not in used:
+                break
+        if rng.random() < 0.15 and self.w.kind_of(s) == "person":
+            h = rng.choice(list(TWO_HOPS.values()))
+            return rng.choice(_phrasings(self.w, s, h.name, self.holdout)).format(
+                s=s
+            ), self.w.value(s, h.name)
+        return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), self.w.facts[s][r]
+
+
+def heldout_lines(world: World) -> list[str]:
+    """Plain world text not about the benchmark's people (perplexity, retention fine-tuning)."""
+    bench = {p for ps in world.bench_people.values() for p in ps}
+    lines = []
+    for s, rels in world.facts.items():
+        if s in bench:
+            continue
+        for r, v in rels.items():
+            for p in RELATIONS[r].train:
+                lines.append(fact_statement(p.format(s=s), v))
+    return lines
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    from skedit.prompts.io import atomic_write_text
+
+    atomic_write_text(path, "".join(line + "\n" for line in lines))

@@ -1,0 +1,174 @@
+"""Training configuration: one dataclass whose fields carry help text and map onto SFTConfig.
+
+The ``training:`` section of a recipe (``pipelines/recipes/*.yaml``) or of a run's
+``config.yaml`` is read into :class:`TrainConfig`; :meth:`TrainConfig.to_sft_config` turns it
+into TRL's ``SFTConfig`` for one output folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from skedit.prompts.errors import SkeditError
+
+Method = Literal["sft", "kd"]
+Scope = Literal["full", "lora", "layers"]
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """How the student is trained on the transfer set (defaults: the world model on CPU)."""
+
+    method: Method = _f(
+        "kd",
+        "sft: cross-entropy on the teacher's answers (TRL SFTTrainer); "
+        "kd: forward KL to the teacher's next-token distributions on them.",
+    )
+    scope: Scope = _f(
+        "full", "full: every weight; lora: peft adapters; layers: only --layers/--modules."
+    )
+    layers: list[int] = _f(
+        [], "Decoder layer indices to train (scope layers or lora); empty = all."
+    )
+    modules: list[str] = _f(
+        [],
+        "Module name parts to train within those layers, e.g. mlp, "
+        "self_attn, down_proj (scope layers); empty = the whole layer.",
+    )
+    epochs: float = _f(1.0, "Passes over the transfer set (ignored when max_steps > 0).")
+    max_steps: int = _f(120, "Optimizer steps; > 0 overrides epochs.")
+    learning_rate: float = _f(3e-4, "Peak learning rate (constant after warmup).")
+    lr_scheduler: str = _f("constant_with_warmup", "transformers scheduler name.")
+    warmup_steps: int = _f(5, "Linear warmup steps.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    optim: str = _f("adamw_torch", "transformers optimizer name (e.g. adamw_torch, sgd).")
+    batch_size: int = _f(32, "Examples per device per micro-batch.")
+    grad_accum: int = _f(
+        1, "Gradient accumulation steps (loss is averaged, not summed, over them)."
+    )
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
+    kd_temperature: float = _f(1.0, "Softmax temperature of teacher and student in the KL (kd).")
+    kl_weight: float = _f(1.0, "Weight of the KL term (kd).")
+    ce_weight: float = _f(0.0, "Weight of cross-entropy on the teacher's greedy answer (kd).")
+    locality_weight: float = _f(
+        1.0,
+        "Locality (unrelated) probes are repeated this many times in "
+        "training (rounded, at least 1): they are what protects locality.",
+    )
+    topk: int = _f(
+        0,
+        "Store the teacher's top-k log-probs per completion token in "
+        "transfer.jsonl (0 = off; kd uses the live teacher either way).",
+    )
+    teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
+    teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
+    save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
+    save_total_limit: int = _f(2, "Checkpoints kept.")
+    logging_steps: int = _f(1, "Log the loss every N steps.")
+    seed: int = _f(0, "Seed for data order and initialisation of adapters.")
+    bf16: bool = _f(False, "bfloat16 mixed precision (GPU; forced off on CPU).")
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory (GPU; forced off on CPU).")
+    lora_r: int = _f(16, "LoRA rank (scope lora).")
+    lora_alpha: int = _f(32, "LoRA alpha (scope lora).")
+    lora_dropout: float = _f(0.0, "LoRA dropout (scope lora).")
+    lora_targets: list[str] = _f(
+        ["gate_proj", "up_proj", "down_proj"], "Module names that get adapters (scope lora)."
+    )
+    threads: int = _f(0, "torch CPU threads (0 = leave torch's default).")
+
+    def __post_init__(self) -> None:
+        if self.method not in ("sft", "kd"):
+            raise SkeditError(
+                f"unknown method {self.method!r}", field="method", hint="use 'sft' or 'kd'"
+            )
+        if self.scope not in ("full", "lora", "layers"):
+            raise SkeditError(
+                f"unknown scope {self.scope!r}",
+                field="scope",
+                hint="use 'full', 'lora' or 'layers'",
+            )
+        if self.scope == "layers" and not (self.layers or self.modules):
+            raise SkeditError(
+                "scope 'layers' needs layers or modules",
+                field="layers",
+                hint="e.g. --layers 2,3 --modules mlp",
+            )
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> TrainConfig:
+        """Build from a ``training:`` mapping; unknown keys are an error that names them."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SkeditError(
+                f"unknown training option(s): {', '.join(unknown)}",
+                file=source,
+                field="training",
+                hint=f"known options: {', '.join(sorted(known))}",
+            )
+        for key in ("layers", "modules", "lora_targets"):
+            if isinstance(data.get(key), str):
+                data[key] = [x for x in str(data[key]).replace(" ", "").split(",") if x]
+        if data.get("layers"):
+            data["layers"] = [int(x) for x in data["layers"]]
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_sft_config(self, out_dir: str | os.PathLike, *, use_cpu: bool | None = None):
+        """TRL's ``SFTConfig`` for this run. bf16 and gradient checkpointing are off on CPU
+        (SFTConfig turns both on by default)."""
+        import torch
+        from trl import SFTConfig
+
+        if use_cpu is None:
+            use_cpu = not torch.cuda.is_available()
+        return SFTConfig(
+            output_dir=str(out_dir),
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps if self.max_steps > 0 else -1,
+            learning_rate=self.learning_rate,
+            lr_scheduler_type=self.lr_scheduler,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            optim=self.optim,
+            per_device_train_batch_size=self.batch_size,
+            gradient_accumulation_steps=self.grad_accum,
+            max_grad_norm=self.max_grad_norm,
+            save_strategy="steps",
+            save_steps=self.save_steps,
+            save_total_limit=self.save_total_limit,
+            logging_steps=self.logging_steps,
+            seed=self.seed,
+            data_seed=self.seed,
+            bf16=self.bf16 and not use_cpu,
+            activation_checkpointing=self.gradient_checkpointing and not use_cpu,
+            use_cpu=use_cpu,
+            report_to="none",
+            remove_unused_columns=False,  # the teacher's prefix travels in extra columns
+            dataset_kwargs={"skip_prepare_dataset": True},  # skedit tokenises (see train.py)
+            disable_tqdm=False,
+            dataloader_num_workers=0,
+            save_only_model=False,
+        )
+
+
+def help_table() -> list[tuple[str, Any, str]]:
+    """``(name, default, help)`` for every option, for docs and ``--help`` epilogues."""
+    rows = []
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((f.name, default, f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,184 @@
+"""Distillation: the student (input only) matches the teacher (dense prompt + input).
+
+Layout of a batch (B rows, completion width C):
+  student: [pad … prompt ids][completion ids … pad]   prompts left-padded to Ps
+  teacher: [pad … prefix ids + prompt ids][completion ids … pad]   left-padded to Pt
+Both share one right-padded completion tensor, so the last ``C + 1`` positions line up:
+``logits[:, -C-1:-1]`` predicts the completion tokens for teacher and student alike. Explicit
+``position_ids`` keep left padding harmless for absolute-position models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+from skedit.prompts.schema import TransferExample
+from skedit.sft.modelops import encode_input, encode_target
+from skedit.sft.transfer import teacher_prefix
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Forward KL(teacher ‖ student) per completion token, averaged over ``mask`` tokens.
+
+    Logits are ``(B, C, V)``, mask ``(B, C)``. Scaled by ``T²`` so gradients keep their size
+    across temperatures (Hinton et al.). A mask with no tokens gives 0.
+    """
+    t = temperature
+    s_logp = F.log_softmax(student_logits.float() / t, dim=-1)
+    t_logp = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    per_token = (t_logp.exp() * (t_logp - s_logp)).sum(-1)  # (B, C)
+    m = mask.to(per_token.dtype)
+    return (per_token * m).sum() / m.sum().clamp(min=1) * (t * t)
+
+
+def encode_example(tokenizer, ex: TransferExample) -> dict[str, list[int]]:
+    """Ids of one transfer row: the student's prompt, the teacher's (prefix apart), the completion."""
+    prefix = teacher_prefix(ex) or None
+    return {
+        "prompt_ids": encode_input(tokenizer, ex.prompt),
+        "teacher_prompt_ids": encode_input(tokenizer, ex.prompt, prefix),
+        "completion_ids": encode_target(tokenizer, ex.prompt, ex.completion),
+    }
+
+
+def _pad_rows(
+    rows: Sequence[Sequence[int]], pad_id: int, *, left: bool
+) -> tuple[torch.Tensor, ...]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if not r:
+            continue
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl] = torch.tensor(r, dtype=torch.long)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+def join_completion(prompt_ids, prompt_mask, comp_ids, comp_mask) -> dict[str, torch.Tensor]:
+    """Concatenate left-padded prompts with the shared right-padded completion."""
+    ids = torch.cat([prompt_ids, comp_ids], dim=1)
+    mask = torch.cat([prompt_mask, comp_mask], dim=1)
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+    }
+
+
+class KDCollator:
+    """Collates :func:`encode_example` rows into student and teacher batches (see module doc)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        pad = self.pad_token_id
+        sp, spm = _pad_rows([f["prompt_ids"] for f in features], pad, left=True)
+        tp, tpm = _pad_rows([f["teacher_prompt_ids"] for f in features], pad, left=True)
+        comp, cm = _pad_rows([f["completion_ids"] for f in features], pad, left=False)
+        student = join_completion(sp, spm, comp, cm)
+        teacher = join_completion(tp, tpm, comp, cm)
+        labels = torch.full_like(student["input_ids"], -100)
+        labels[:, sp.shape[1] :] = comp.masked_fill(cm == 0, -100)
+        return {
+            **student,
+            "labels": labels,
+            "completion_ids": comp,
+            "completion_mask": cm,
+            **{f"teacher_{k}": v for k, v in teacher.items()},
+        }
+
+
+class KDTrainer(SFTTrainer):
+    """``SFTTrainer`` whose loss is KL to a teacher that reads the dense prompt.
+
+    ``teacher_model=None`` means the student's own base weights: the peft model with its
+    adapters disabled (LoRA). Otherwise pass a frozen copy made *before* this trainer is built
+    (SFTTrainer patches ``forward`` at init).
+    """
+
+    # our loss is a per-micro-batch mean: let Trainer divide it by the accumulation steps
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        *args,
+        teacher_model=None,
+        temperature: float = 1.0,
+        kl_weight: float = 1.0,
+        ce_weight: float = 0.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher_model = teacher_model
+        if teacher_model is not None:
+            teacher_model.to(self.args.device)
+            teacher_model.eval()
+            teacher_model.requires_grad_(False)
+        self.temperature = temperature
+        self.kl_weight = kl_weight
+        self.ce_weight = ce_weight
+
+    @torch.no_grad()
+    def _teacher_logits(self, model, inputs: dict[str, torch.Tensor], keep: int) -> torch.Tensor:
+        teacher_inputs = {
+            "input_ids": inputs["teacher_input_ids"],
+            "attention_mask": inputs["teacher_attention_mask"],
+            "position_ids": inputs["teacher_position_ids"],
+        }
+        if self.teacher_model is not None:
+            return self.teacher_model(**teacher_inputs, logits_to_keep=keep, use_cache=False).logits
+        peft_model = self.accelerator.unwrap_model(model)
+        ctx = (
+            peft_model.disable_adapter()
+            if hasattr(peft_model, "disable_adapter")
+            else nullcontext()
+        )
+        with ctx:
+            return model(**teacher_inputs, logits_to_keep=keep, use_cache=False).logits
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        comp, cmask = inputs["completion_ids"], inputs["completion_mask"]
+        keep = comp.shape[1] + 1
+        out = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            position_ids=inputs["position_ids"],
+            logits_to_keep=keep,
+            use_cache=False,
+        )
+        s_logits = out.logits[:, :-1]  # (B, C, V): predictions of the completion tokens
+        t_logits = self._teacher_logits(model, inputs, keep)[:, :-1]
+        kl = kd_loss(s_logits, t_logits, cmask, self.temperature)
+        loss = self.kl_weight * kl
+        ce = torch.zeros((), device=kl.device)
+        if self.ce_weight:
+            ce = F.cross_entropy(
+                s_logits.float().flatten(0, 1),
+                comp.masked_fill(cmask == 0, -100).flatten(),
+                ignore_index=-100,
+            )
+            loss = loss + self.ce_weight * ce
+        mode = "train" if model.training else "eval"
+        with torch.no_grad():
+            agree = ((s_logits.argmax(-1) == t_logits.argmax(-1)) & (cmask == 1)).sum()
+            self._metrics[mode]["kl"].append(kl.item())
+            if self.ce_weight:
+                self._metrics[mode]["ce"].append(ce.item())
+            self._metrics[mode]["teacher_agreement"].append(
+                (agree / cmask.sum().clamp(min=1)).item()
+            )
+        return (loss, out) if return_outputs else loss

@@ -1,0 +1,277 @@
+"""Train the student on the transfer set with TRL, save it with a manifest of what it carries.
+
+``sft``: TRL ``SFTTrainer``'s own loss on the completion tokens (pre-tokenised prompt +
+completion, labels -100 on the prompt). ``kd``: :class:`skedit.sft.kd.KDTrainer`, forward KL to
+the teacher reading the dense prompt. Both tokenise with ``modelops.encode_input`` /
+``encode_target``, the same ids the evaluation scores, and add no EOS after the answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from skedit.prompts.io import atomic_write_json
+from skedit.prompts.schema import TransferExample
+from skedit.sft.config import TrainConfig
+from skedit.sft.kd import KDCollator, KDTrainer, encode_example
+from skedit.sft.scope import apply_scope, trainable_parameters
+
+MANIFEST = "manifest.json"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path | None
+    train_seconds: float
+    trainable_parameters: int
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    examples: int = 0
+
+
+def repeats(ex: TransferExample) -> int:
+    """How often a row is seen per epoch: its weight, rounded, at least once."""
+    return max(1, round(ex.weight))
+
+
+def build_dataset(tokenizer, examples: Sequence[TransferExample], method: str):
+    """A pre-tokenised ``datasets.Dataset`` (rows repeated by weight) for the chosen method."""
+    from datasets import Dataset
+
+    rows = []
+    for ex in examples:
+        enc = encode_example(tokenizer, ex)
+        if not enc["completion_ids"]:
+            continue
+        if method == "sft":
+            p, c = enc["prompt_ids"], enc["completion_ids"]
+            enc = {"input_ids": p + c, "labels": [-100] * len(p) + c}
+        rows += [enc] * repeats(ex)
+    return Dataset.from_list(rows)
+
+
+def unpatch(model) -> None:
+    """Drop the fused-LM-head ``forward`` SFTTrainer sets on the instance, so a later copy of
+    the model runs its own weights (the patch closes over the original object)."""
+    for m in (model, getattr(model, "get_base_model", lambda: None)()):
+        if m is not None:
+            m.__dict__.pop("forward", None)
+
+
+def build_trainer(
+    model, tokenizer, examples, config: TrainConfig, out_dir, *, teacher=None, callbacks=None
+):
+    """Scope the model, make the KD teacher if needed, and return ``(trainer, model)``."""
+    unpatch(model)
+    if config.method == "kd" and teacher is None and config.scope != "lora":
+        # a frozen copy BEFORE the trainer patches forward; with LoRA the teacher is the same
+        # model with its adapters disabled
+        teacher = copy.deepcopy(model)
+    model = apply_scope(model, config)
+    args = config.to_sft_config(out_dir)
+    dataset = build_dataset(tokenizer, examples, config.method)
+    if len(dataset) == 0:
+        from skedit.prompts.errors import SkeditError
+
+        raise SkeditError(
+            "the transfer set has no trainable rows (every completion is empty)",
+            hint="check the teacher's answers in transfer.jsonl",
+        )
+    common = dict(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    if config.method == "sft":
+        from trl import SFTTrainer
+
+        return SFTTrainer(**common), model
+    trainer = KDTrainer(
+        **common,
+        data_collator=KDCollator(tokenizer.pad_token_id or 0),
+        teacher_model=teacher,
+        temperature=config.kd_temperature,
+        kl_weight=config.kl_weight,
+        ce_weight=config.ce_weight,
+    )
+    return trainer, model
+
+
+def last_checkpoint(out_dir: str | os.PathLike) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = Path(out_dir) / CHECKPOINTS
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+def _finish(model):
+    """The plain model after training: adapters merged, fused head removed, eval mode."""
+    unpatch(model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+        unpatch(model)
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def train_in_memory(
+    model, tokenizer, examples: Sequence[TransferExample], config: TrainConfig, *, teacher=None
+):
+    """Train ``model`` on ``examples`` and return it (LoRA merged). Writes no files that stay."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    cfg = copy.copy(config)
+    cfg.save_steps = 10**9  # no checkpoints
+    with tempfile.TemporaryDirectory(prefix="skedit-train-") as tmp:
+        trainer, model = build_trainer(model, tokenizer, examples, cfg, tmp, teacher=teacher)
+        model.train()
+        trainer.train()
+    return _finish(model)
+
+
+def train_student(
+    model_path: str | os.PathLike,
+    examples: Sequence[TransferExample],
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    teacher_path: str | os.PathLike | None = None,
+    manifest: dict[str, Any] | None = None,
+    callbacks=None,
+) -> TrainResult:
+    """Load ``model_path``, train, and save the student to ``out_dir``.
+
+    Checkpoints go to ``out_dir/checkpoints`` every ``save_steps``; ``resume=True`` continues
+    from the last one. ``out_dir`` gets safetensors, tokenizer, ``manifest.json`` (grown from
+    ``model_path``'s own manifest when the base is an earlier student), ``training_log.json``,
+    ``train_config.json`` and ``loss.png``. Checkpoints are removed after a finished run.
+    """
+    from skedit.sft.modelops import load_model
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out_dir = Path(out_dir)
+    model, tokenizer = load_model(model_path)
+    teacher = None
+    if config.method == "kd" and teacher_path and str(teacher_path) != str(model_path):
+        teacher, _ = load_model(teacher_path)
+    trainer, model = build_trainer(
+        model,
+        tokenizer,
+        examples,
+        config,
+        out_dir / CHECKPOINTS,
+        teacher=teacher,
+        callbacks=callbacks,
+    )
+    n_train = trainable_parameters(model)
+    resume_from = last_checkpoint(out_dir) if resume else None
+    start = time.perf_counter()
+    model.train()
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    history = list(trainer.state.log_history)
+    steps = int(trainer.state.global_step)
+    model = _finish(model)
+    if not trainer.accelerator.is_main_process:  # under accelerate, one process saves
+        return TrainResult(
+            model_dir=None,
+            train_seconds=seconds,
+            trainable_parameters=n_train,
+            log_history=history,
+            steps=steps,
+            examples=len(examples),
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    atomic_write_json(out_dir / "training_log.json", history)
+    atomic_write_json(out_dir / "train_config.json", config.to_dict())
+    save_loss_curve(history, out_dir / "loss.png", title=f"{config.method} / {config.scope}")
+    grown = grow_manifest(model_path, manifest or {}, examples, config, steps)
+    atomic_write_json(out_dir / MANIFEST, grown)
+    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    return TrainResult(
+        model_dir=out_dir,
+        train_seconds=seconds,
+        trainable_parameters=n_train,
+        log_history=history,
+        steps=steps,
+        examples=len(examples),
+    )
+
+
+def read_manifest(model_path: str | os.PathLike) -> dict[str, Any] | None:
+    f = Path(model_path) / MANIFEST
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def grow_manifest(
+    model_path, batch: dict[str, Any], examples, config: TrainConfig, steps: int
+) -> dict[str, Any]:
+    """The base's manifest (if it is an earlier student) plus one entry for this batch."""
+    prev = read_manifest(model_path) or {}
+    edit_ids = list(
+        batch.get("edit_ids")
+        or dict.fromkeys(e.edit_id for e in examples if e.edit_id and e.kind != "locality")
+    )
+    prompt_ids = list(batch.get("prompt_ids") or [])
+    entry = {
+        **batch,
+        "edit_ids": edit_ids,
+        "prompt_ids": prompt_ids,
+        "method": config.method,
+        "scope": config.scope,
+        "steps": steps,
+        "examples": len(examples),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    batches = [*prev.get("batches", []), entry]
+    return {
+        "base_model": prev.get("base_model") or str(model_path),
+        "parent_model": str(model_path),
+        "edit_ids": list(dict.fromkeys(i for b in batches for i in b["edit_ids"])),
+        "prompt_ids": list(dict.fromkeys(i for b in batches for i in b["prompt_ids"])),
+        "batches": batches,
+    }
+
+
+def save_loss_curve(
+    history: list[dict[str, Any]], path: str | os.PathLike, *, title: str = ""
+) -> Path | None:
+    """A PNG of the training loss (and KL when logged) against the step."""
+    pts = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+    if not pts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log" if all(p[1] > 0 for p in pts) else "linear")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

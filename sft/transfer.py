@@ -1,0 +1,205 @@
+"""The transfer set: what the teacher answers with the dense prompt in its context.
+
+Every probe of an approved prompt's edits (edit, rephrase, portability) is answered by the
+teacher reading that prompt; locality probes get the *base* model's own no-context answer (an
+in-context teacher leaks the prompt's facts into unrelated answers). Portability probes are in
+the set on purpose: multi-hop answers do not transfer without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from skedit.prompts.answers import first_answer
+from skedit.prompts.io import read_jsonl, write_jsonl
+from skedit.prompts.render import completion_text, context_prefix
+from skedit.prompts.schema import DensePrompt, Probe, TransferExample
+from skedit.sft.config import TrainConfig
+from skedit.sft.modelops import encode_input, encode_target
+
+APPROVED = ("approved", "edited")
+TRANSFER_FILE = "transfer.jsonl"
+TRANSFER_KINDS = ("edit", "rephrase", "portability")
+
+
+def approved(prompts: Sequence[DensePrompt]) -> list[DensePrompt]:
+    return [p for p in prompts if p.status in APPROVED]
+
+
+def teacher_prefix(example: TransferExample) -> str:
+    """The context the teacher read before the example's input ("" for base-model anchors)."""
+    tp, p = example.teacher_prompt, example.prompt
+    return tp[: len(tp) - len(p)] if tp.endswith(p) and len(tp) > len(p) else ""
+
+
+def build_transfer_set(
+    model,
+    tokenizer,
+    prompts: Sequence[DensePrompt],
+    probes: Sequence[Probe],
+    *,
+    config: TrainConfig | None = None,
+    base_model=None,
+    progress: bool = True,
+) -> list[TransferExample]:
+    """Answer every probe of the approved prompts' edits with the teacher (``model``).
+
+    ``base_model`` answers locality probes that carry no recorded ``expected`` (default: the
+    teacher, without any context). Rows whose answer is empty are dropped.
+    """
+    config = config or TrainConfig()
+    by_edit: dict[str, list[Probe]] = {}
+    for pr in probes:
+        by_edit.setdefault(pr.edit_id or "", []).append(pr)
+
+    taught: list[tuple[Probe, str]] = []  # (probe, prefix)
+    anchors: list[Probe] = []
+    seen: set[tuple[str, str]] = set()
+    for dp in approved(prompts):
+        prefix = context_prefix(dp.text)
+        for eid in dp.edit_ids:
+            for pr in by_edit.get(eid, []):
+                key = (pr.kind, pr.prompt)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if pr.kind == "locality":
+                    anchors.append(pr)
+                elif pr.kind in TRANSFER_KINDS:
+                    taught.append((pr, prefix))
+
+    desc = "teacher" if progress else None
+    answers = _generate(
+        model, tokenizer, [p.prompt for p, _ in taught], [c for _, c in taught], config, desc
+    )
+    rows: list[TransferExample] = []
+    for (pr, prefix), ans in zip(taught, answers, strict=True):
+        if ans:
+            rows.append(
+                TransferExample(
+                    prompt=pr.prompt,
+                    completion=completion_text(ans),
+                    teacher_prompt=prefix + pr.prompt,
+                    kind=pr.kind,
+                    edit_id=pr.edit_id,
+                )
+            )
+
+    missing = [p for p in anchors if not (p.expected or "").strip()]
+    base_answers = _generate(
+        base_model if base_model is not None else model,
+        tokenizer,
+        [p.prompt for p in missing],
+        [None] * len(missing),
+        config,
+        "base answers" if progress else None,
+    )
+    fresh = dict(zip((p.id for p in missing), base_answers, strict=True))
+    for pr in anchors:
+        ans = (pr.expected or "").strip() or fresh.get(pr.id, "")
+        if ans:
+            # the base model saw no context: teacher_prompt == prompt marks an anchor
+            rows.append(
+                TransferExample(
+                    prompt=pr.prompt,
+                    completion=completion_text(ans),
+                    teacher_prompt=pr.prompt,
+                    kind="locality",
+                    edit_id=pr.edit_id,
+                    weight=config.locality_weight,
+                )
+            )
+    if config.topk > 0:
+        add_teacher_topk(
+            model, tokenizer, rows, k=config.topk, batch_size=config.teacher_batch_size
+        )
+    return rows
+
+
+def _generate(model, tokenizer, prompts, prefixes, config: TrainConfig, desc) -> list[str]:
+    from skedit.sft.modelops import generate
+
+    if not prompts:
+        return []
+    gens = generate(
+        model,
+        tokenizer,
+        prompts,
+        prefixes=prefixes,
+        max_new_tokens=config.teacher_max_new_tokens,
+        batch_size=config.teacher_batch_size,
+        desc=desc,
+    )
+    return [first_answer(g).strip() for g in gens]
+
+
+@torch.no_grad()
+def add_teacher_topk(
+    model, tokenizer, rows: list[TransferExample], *, k: int, batch_size: int = 64
+) -> None:
+    """Fill ``teacher_topk``: per completion token, the teacher's k best (id, log-prob)."""
+    from skedit.sft.modelops import _left_pad
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        seqs, lens = [], []
+        for r in chunk:
+            tgt = encode_target(tokenizer, r.prompt, r.completion)
+            seqs.append(encode_input(tokenizer, r.prompt, teacher_prefix(r) or None) + tgt)
+            lens.append(len(tgt))
+        ids, mask, pos = _left_pad(seqs, pad_id, model.device)
+        logp = torch.log_softmax(
+            model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float(), -1
+        )
+        width = ids.shape[1]
+        for i, r in enumerate(chunk):
+            top = logp[i, width - lens[i] - 1 : width - 1].topk(k, dim=-1)
+            r.teacher_topk = [
+                [(int(t), round(float(v), 5)) for t, v in zip(ti, vi, strict=True)]
+                for ti, vi in zip(top.indices.tolist(), top.values.tolist(), strict=True)
+            ]
+
+
+def inputs_fingerprint(
+    prompts: Sequence[DensePrompt], probes: Sequence[Probe], config: TrainConfig, teacher: str
+) -> str:
+    """A hash of everything the transfer set depends on: reuse it only when this is unchanged."""
+    blob = json.dumps(
+        {
+            "prompts": [(p.id, p.text, sorted(p.edit_ids)) for p in approved(prompts)],
+            "probes": sorted((p.id, p.prompt, p.kind, p.edit_id, p.expected) for p in probes),
+            "teacher": teacher,
+            "topk": config.topk,
+            "max_new_tokens": config.teacher_max_new_tokens,
+            "locality_weight": config.locality_weight,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def write_transfer_set(
+    run_dir: str | os.PathLike, rows: Sequence[TransferExample], fingerprint: str | None = None
+) -> Path:
+    path = Path(run_dir) / TRANSFER_FILE
+    write_jsonl(path, rows)
+    if fingerprint:
+        (Path(run_dir) / (TRANSFER_FILE + ".inputs")).write_text(fingerprint + "\n")
+    return path
+
+
+def read_transfer_set(run_dir: str | os.PathLike) -> list[TransferExample]:
+    return read_jsonl(Path(run_dir) / TRANSFER_FILE, TransferExample)
+
+
+def cached_fingerprint(run_dir: str | os.PathLike) -> str | None:
+    f = Path(run_dir) / (TRANSFER_FILE + ".inputs")
+    return f.read_text().strip() if f.exists() else None

@@ -1,0 +1,134 @@
+"""The KL loss on hand-made logits, and teacher/student alignment of the completion tokens."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from skedit.prompts.schema import TransferExample
+from skedit.sft.kd import KDCollator, encode_example, kd_loss
+
+
+def test_kd_loss_is_zero_when_student_equals_teacher():
+    logits = torch.randn(2, 3, 5)
+    assert kd_loss(logits, logits.clone(), torch.ones(2, 3)).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_kd_loss_matches_hand_computed_kl_and_ignores_masked_tokens():
+    teacher = torch.tensor([[[0.0, 0.0], [5.0, -5.0]]])  # token 0: p = (.5, .5)
+    student = torch.tensor([[[math.log(0.9), math.log(0.1)], [-9.0, 9.0]]])
+    mask = torch.tensor([[1, 0]])  # the wildly different second token does not count
+    want = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert kd_loss(student, teacher, mask).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_kd_loss_is_forward_kl_teacher_to_student():
+    teacher = torch.tensor([[[2.0, 0.0, -1.0]]])
+    student = torch.tensor([[[0.0, 1.0, 0.5]]])
+    pt, ps = teacher.softmax(-1), student.softmax(-1)
+    forward = (pt * (pt.log() - ps.log())).sum().item()
+    reverse = (ps * (ps.log() - pt.log())).sum().item()
+    got = kd_loss(student, teacher, torch.ones(1, 1)).item()
+    assert got == pytest.approx(forward, rel=1e-5)
+    assert got != pytest.approx(reverse, rel=1e-3)
+
+
+def test_kd_loss_temperature_softens_and_scales_by_t_squared():
+    teacher = torch.tensor([[[4.0, 0.0]]])
+    student = torch.tensor([[[0.0, 4.0]]])
+    t = 2.0
+    pt, ps = (teacher / t).softmax(-1), (student / t).softmax(-1)
+    want = (pt * (pt.log() - ps.log())).sum().item() * t * t
+    assert kd_loss(student, teacher, torch.ones(1, 1), t).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_kd_loss_with_empty_mask_is_zero():
+    logits = torch.randn(1, 2, 4)
+    assert kd_loss(logits, torch.randn(1, 2, 4), torch.zeros(1, 2)).item() == 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_lm_dir):
+    from skedit.sft.modelops import load_model
+
+    return load_model(tiny_lm_dir, device="cpu")
+
+
+def _rows():
+    return [
+        TransferExample(
+            prompt="alice was born in",
+            completion=" rome",
+            teacher_prompt="context : alice born rome .\nalice was born in",
+            kind="edit",
+        ),
+        TransferExample(
+            prompt="what is the capital of the country of bob ?",
+            completion=" paris , france",
+            teacher_prompt="what is the capital of the country of bob ?",
+            kind="locality",
+        ),
+        TransferExample(
+            prompt="carol lives in",
+            completion=" berlin .",
+            teacher_prompt="context : a b c d e f g carol lives berlin .\ncarol lives in",
+            kind="portability",
+        ),
+    ]
+
+
+def _tail_logits(model, ids, mask, pos, keep):
+    with torch.no_grad():
+        return model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep
+        ).logits[:, :-1]
+
+
+def test_padded_batch_gives_each_row_its_unpadded_logits(tiny):
+    """Left-padded prompts + a shared right-padded completion: the completion logits of every
+    row, for teacher and student, equal those of that row alone with no padding."""
+    model, tok = tiny
+    rows = _rows()
+    encoded = [encode_example(tok, r) for r in rows]
+    batch = KDCollator(tok.pad_token_id)(encoded)
+    c = batch["completion_ids"].shape[1]
+    for side in ("", "teacher_"):
+        logits = _tail_logits(
+            model,
+            batch[f"{side}input_ids"],
+            batch[f"{side}attention_mask"],
+            batch[f"{side}position_ids"],
+            c + 1,
+        )
+        for i, enc in enumerate(encoded):
+            prompt = enc["teacher_prompt_ids" if side else "prompt_ids"]
+            comp = enc["completion_ids"]
+            ids = torch.tensor([prompt + comp])
+            alone = _tail_logits(
+                model, ids, torch.ones_like(ids), torch.arange(ids.shape[1])[None], len(comp) + 1
+            )[0]
+            torch.testing.assert_close(logits[i, : len(comp)], alone, atol=1e-5, rtol=1e-4)
+    # the completion tokens are identical on both sides, and padding is masked out
+    assert torch.equal(batch["input_ids"][:, -c:], batch["teacher_input_ids"][:, -c:])
+    assert batch["completion_mask"].sum().item() == sum(len(e["completion_ids"]) for e in encoded)
+
+
+def test_identical_prompts_give_identical_teacher_and_student_logits(tiny):
+    model, tok = tiny
+    rows = [r.model_copy(update={"teacher_prompt": r.prompt}) for r in _rows()]
+    batch = KDCollator(tok.pad_token_id)([encode_example(tok, r) for r in rows])
+    keep = batch["completion_ids"].shape[1] + 1
+    s = _tail_logits(
+        model, batch["input_ids"], batch["attention_mask"], batch["position_ids"], keep
+    )
+    t = _tail_logits(
+        model,
+        batch["teacher_input_ids"],
+        batch["teacher_attention_mask"],
+        batch["teacher_position_ids"],
+        keep,
+    )
+    torch.testing.assert_close(s, t)
+    assert kd_loss(s, t, batch["completion_mask"]).item() == pytest.approx(0, abs=1e-6)

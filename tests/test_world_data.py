@@ -1,0 +1,88 @@
+import json
+
+from skedit.pipelines.world_bench import benchmark_edits
+from skedit.pipelines.world_corpus import DocSampler, build_tokenizer
+from skedit.pipelines.world_gen import RELATIONS, TWO_HOPS, all_phrasings, generate_world
+from skedit.pipelines.world_train import FastEncoder
+from skedit.prompts.render import context_prefix
+from skedit.sft.modelops import encode_input
+
+
+def _bench_bytes(seed: int) -> str:
+    world = generate_world("tiny", seed)
+    return "".join(
+        json.dumps(e.model_dump(mode="json"))
+        for s in ("dev", "test")
+        for e in benchmark_edits(world, s)
+    )
+
+
+def test_same_seed_same_benchmark_bytes_and_other_seed_other_world():
+    assert _bench_bytes(0) == _bench_bytes(0)
+    assert _bench_bytes(0) != _bench_bytes(1)
+    assert generate_world("tiny", 0).names != generate_world("tiny", 1).names
+
+
+def test_small_test_split_has_a_thousand_edits_with_safe_locality():
+    world = generate_world("small", 0)
+    edits = benchmark_edits(world, "test")
+    assert len(edits) >= 1000
+    edited = {(e.subject, e.relation) for e in edits}
+    for e in edits:
+        if e.kind == "modify":
+            assert e.target_old == world.facts[e.subject][e.relation] != e.target_new
+    same = [(e, p) for e in edits for p in e.locality if p.subkind == "same_subject"]
+    assert same
+    for e, p in same:  # no edit in the file touches a same-subject locality probe
+        rel = next(
+            r
+            for r in RELATIONS
+            if any(t.format(s=e.subject) == p.prompt for t in RELATIONS[r].train)
+        )
+        assert (e.subject, rel) not in edited
+
+
+def test_portability_answers_follow_the_edited_fact():
+    world = generate_world("tiny", 0)
+    for e in benchmark_edits(world, "test"):
+        for p in e.portability:
+            hop = TWO_HOPS[p.subkind]
+            assert p.answers == [world.facts[e.target_new][hop.second]]
+
+
+def test_no_phrasing_is_a_prefix_of_another_at_the_answer_position():
+    subject = "Zorb"
+    prompts = [p.format(s=subject).split() for p in all_phrasings()]
+    for i, a in enumerate(prompts):
+        for j, b in enumerate(prompts):
+            if i != j:
+                assert b[: len(a)] != a, (a, b)
+
+
+def test_rephrases_are_never_trained_for_benchmark_subjects():
+    world = generate_world("tiny", 0)
+    sampler = DocSampler(world, seed=0)
+    bench = {p for ps in world.bench_people.values() for p in ps}
+    heldout = {p.format(s=s) for s in bench for r in RELATIONS.values() for p in r.heldout}
+    for _ in range(3000):
+        doc = sampler.context_doc() if sampler.rng.random() < 0.5 else sampler.fact()
+        assert doc.question not in heldout
+
+
+def test_every_name_and_value_is_one_token_and_training_ids_match_encode_input():
+    world = generate_world("tiny", 0)
+    tok = build_tokenizer(world)
+    for names in world.names.values():
+        for n in names:
+            assert len(tok(" " + n, add_special_tokens=False)["input_ids"]) == 1
+            assert tok.unk_token_id not in tok(n, add_special_tokens=False)["input_ids"]
+    enc = FastEncoder(tok)
+    sampler = DocSampler(world, seed=0)
+    for _ in range(50):
+        doc = sampler.context_doc()
+        ids, n_head = enc.encode(doc)
+        assert ids[:n_head] == encode_input(tok, doc.question, context_prefix(doc.context))
+        assert tok.unk_token_id not in ids
+    person, city = world.names["person"][0], world.names["city"][0]
+    text = f"{person} was born in {city}."
+    assert tok.decode(enc.ids(text)) == text

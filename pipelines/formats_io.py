@@ -95,7 +95,7 @@ class _Progress:
 def check_readable(path: Path) -> None:
     """Existence, kind and emptiness: the failures that need no parsing."""
     if not path.exists():
-        raise SkeditError("no such file", file=str(path), hint="check the path")
+        raise SkeditError("file not found", file=str(path), hint="check the path")
     if path.is_dir():
         raise SkeditError("is a folder, not a dataset file", file=str(path))
     if path.stat().st_size == 0:

@@ -96,7 +96,7 @@ def test_other_bad_files(tmp_path, capsys, content, message):
 
 def test_missing_file_and_folder(tmp_path, capsys):
     code, _, err = inspect(capsys, str(tmp_path / "nope.json"))
-    assert code == 2 and "no such file" in err
+    assert code == 2 and "file not found" in err
     code, _, err = inspect(capsys, str(tmp_path))
     assert code == 2 and "folder" in err
 

@@ -123,6 +123,7 @@ def _drive(
                 failed += chunk["prompts"] - chunk["passed"]
                 bar.update(1)
                 bar.set_postfix(passed=passed, failed=failed)
+                # the shard's node ran in this process (a resumed run does not re-run saved ones)
                 _log(
                     run_dir,
                     f"shard {chunk['shard']} rounds={chunk['rounds']} "

@@ -80,7 +80,7 @@ def edit_prompt(edit: Edit) -> str:
     return edit.prompt.replace("{}", edit.subject) if "{}" in edit.prompt else edit.prompt
 
 
-def _subject_end(prompt: str, subject: str) -> int:
+def _subject_chars(prompt: str, subject: str) -> tuple[int, int]:
     pos = prompt.rfind(subject)
     if pos < 0:
         pos = prompt.lower().rfind(subject.lower())
@@ -90,23 +90,31 @@ def _subject_end(prompt: str, subject: str) -> int:
             field="subject",
             hint="locate-then-edit methods need the subject inside the prompt",
         )
-    return pos + len(subject)
+    return pos, pos + len(subject)
 
 
-def encode_with_subject(tokenizer, text: str, subject: str) -> tuple[list[int], int]:
-    """Ids of ``text`` (BOS first, if the tokenizer adds one) and the index of the subject's
-    last token in them (its last occurrence, which is the one in the prompt)."""
-    end = _subject_end(text, subject)
+def subject_span(tokenizer, text: str, subject: str) -> tuple[list[int], int, int]:
+    """Ids of ``text`` (BOS first, if the tokenizer adds one) and the indices of the subject's
+    first and last tokens in them (its last occurrence, which is the one in the prompt)."""
+    start, end = _subject_chars(text, subject)
     head = tokenizer("", add_special_tokens=True)["input_ids"]
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        last = max(i for i, (s, e) in enumerate(offsets) if s < end and e > s)
-    except (NotImplementedError, ValueError, KeyError, TypeError):
-        # slow tokenizers have no offsets: count the tokens of the text up to the subject's end
+        inside = [i for i, (s, e) in enumerate(offsets) if s < end and e > start and e > s]
+        first, last = inside[0], inside[-1]
+    except (NotImplementedError, ValueError, KeyError, TypeError, IndexError):
+        # slow tokenizers have no offsets: count the tokens of the text before/through the subject
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        first = len(tokenizer(text[:start], add_special_tokens=False)["input_ids"]) if start else 0
         last = len(tokenizer(text[:end], add_special_tokens=False)["input_ids"]) - 1
-    return head + ids, len(head) + last
+    return head + ids, len(head) + first, len(head) + max(first, last)
+
+
+def encode_with_subject(tokenizer, text: str, subject: str) -> tuple[list[int], int]:
+    """Ids of ``text`` and the index of the subject's last token in them."""
+    ids, _, last = subject_span(tokenizer, text, subject)
+    return ids, last
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from skedit.prompts.answers import first_answer
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.render import context_prefix
-from skedit.prompts.schema import DensePrompt, Edit, Probe
+from skedit.prompts.schema import DensePrompt, Edit, Probe, TransferExample
 from skedit.sft.modelops import encode_input, generate, score_targets
 
 METRIC_OF_KIND = {
@@ -55,8 +55,11 @@ PROTOCOL = {
     "ci": "95% percentile bootstrap over edits (all probes of one edit resampled together), "
     "1000 resamples, seed 0",
     "fluency": "EasyEdit: mean over generations of (2/3 H(bigram) + 4/3 H(trigram))/2 in bits, "
-    "x100; generations of 32 greedy tokens from each edit prompt",
+    "x100; 32 greedy tokens (end-of-sequence suppressed) from each edit prompt",
     "perplexity": "exp(mean token NLL) on held-out text; CI by bootstrap over texts",
+    "world_recall / world_two_hop": "synthetic world only: closed-book recall (training "
+    "phrasings) and untrained two-hop questions about people no benchmark edit touches, "
+    "200 items, greedy exact match",
 }
 
 
@@ -350,8 +353,33 @@ def heldout_perplexity(
 def generation_fluency(
     model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 32, seed: int = 0
 ) -> dict:
-    """EasyEdit fluency (×100) of greedy generations from ``prompts``, with a bootstrap CI."""
-    gens = generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens)
+    """EasyEdit fluency (×100) of greedy generations from ``prompts``, with a bootstrap CI.
+
+    End-of-sequence is suppressed for ``max_new_tokens`` tokens: a model that answers in one
+    word and stops (the world model) would otherwise score 0 whatever its weights.
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    gens: list[str] = []
+    encoded = [encode_input(tokenizer, p) for p in prompts]
+    with torch.no_grad():
+        for start in range(0, len(encoded), 32):
+            chunk = encoded[start : start + 32]
+            width = max(len(e) for e in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, e in enumerate(chunk):
+                ids[i, width - len(e) :] = torch.tensor(e)
+                mask[i, width - len(e) :] = 1
+            out = model.generate(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            gens += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     per = [100.0 * M.text_fluency(g) for g in gens]
     return M.summarise(per, seed=seed)
 
@@ -442,6 +470,38 @@ def _world_dir(config: dict) -> str | None:
     return None
 
 
+def world_dir_of(data: RunData) -> str | None:
+    """The synthetic world the run's base model comes from, if it does."""
+    world_dir = _world_dir(data.config)
+    parent = Path(data.base_path).parent  # a built world keeps its model in world_dir/model
+    if not world_dir and (parent / "world.json").is_file() and (parent / "heldout.txt").is_file():
+        world_dir = str(parent)
+    return world_dir
+
+
+def world_capability(
+    model, tokenizer, world_dir: str | os.PathLike, *, n: int = 200, seed: int = 0
+) -> dict:
+    """Closed-book recall and two-hop accuracy on the world's people that no edit touches."""
+    import dataclasses
+
+    from skedit.pipelines.world_eval import closed_book
+    from skedit.pipelines.world_gen import World
+
+    world = World.from_json(json.loads((Path(world_dir) / "world.json").read_text("utf-8")))
+    edited = {p for ps in world.bench_people.values() for p in ps}
+    untouched = dataclasses.replace(
+        world,
+        facts={s: r for s, r in world.facts.items() if s not in edited},
+        names={**world.names, "person": [p for p in world.names["person"] if p not in edited]},
+    )
+    res = closed_book(model, tokenizer, untouched, n=n, seed=seed)
+    return {
+        "world_recall": {"mean": res["recall"]["train"], "n": n, "ci": None},
+        "world_two_hop": {"mean": res["two_hop"], "n": n, "ci": None},
+    }
+
+
 def heldout_texts(
     data: RunData, heldout: str | os.PathLike | Sequence[str] | None, *, limit: int = 200
 ) -> tuple[list[str], str]:
@@ -455,10 +515,7 @@ def heldout_texts(
             raise SkeditError("held-out text file not found", file=str(path), field="--heldout")
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         return lines[:limit], str(path)
-    world_dir = _world_dir(data.config)
-    parent = Path(data.base_path).parent  # a built world keeps its model in world_dir/model
-    if not world_dir and (parent / "world.json").is_file() and (parent / "heldout.txt").is_file():
-        world_dir = str(parent)
+    world_dir = world_dir_of(data)
     if world_dir:
         from skedit.pipelines.world import heldout_text
 
@@ -466,8 +523,13 @@ def heldout_texts(
     return [], "none (give --heldout FILE for perplexity and retention)"
 
 
-def _metric_view(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k in METRICS}
+def _training_for(data: RunData, student: str) -> dict:
+    """The ``training:`` settings a student was trained with; ``skedit-kd`` → method kd."""
+    training = dict(data.config.get("training") or {})
+    suffix = student.removeprefix("skedit-")
+    if suffix in ("sft", "kd"):
+        training["method"] = suffix
+    return training
 
 
 def evaluate_run(
@@ -479,21 +541,35 @@ def evaluate_run(
     heldout: str | os.PathLike | Sequence[str] | None = None,
     hparams: Mapping[str, Mapping] | None = None,
     students: Mapping[str, str | os.PathLike] | None = None,
+    retention_methods: Sequence[str] | None = None,
+    retention_lr: float = 3e-4,
+    probes: Sequence[Probe] | None = None,
     seed: int = 0,
     progress: bool = True,
+    write: bool = True,
 ) -> dict:
     """Evaluate the run's student and ``baselines`` on the run's probes: the metrics.json object.
 
-    ``students``: extra weight-edited models to compare (name → model dir); by default
+    ``students``: weight-edited models to compare (name → model dir); by default
     ``{"skedit": DIR/model}`` when it exists. Sequential and retention experiments run when
-    ``sequential`` (number of batches) / ``retention`` (fine-tuning steps) are given.
+    ``sequential`` (number of batches) / ``retention`` (fine-tuning steps) are given;
+    ``retention_methods`` limits retention to some edited models (default: all of them).
+    Probes whose prompt is in ``DIR/transfer.jsonl`` (the student trained on them) are marked
+    ``in_transfer`` and each method gets a ``held_out`` summary of the probes it never saw.
+    PROMPT reads each edit's approved prompt with the run's ``teacher`` model when the config
+    names one (else the base model). ``probes`` replaces DIR/probes.jsonl as the evaluation set
+    (e.g. a benchmark's own probes, some never shown to the agents or the student). With
+    ``write`` (default) DIR/metrics.json, report.md and report.html are written.
     """
     from skedit.pipelines import baselines as B
     from skedit.sft.modelops import load_model
 
     data = load_run(run_dir)
+    if probes is not None:
+        data.probes = list(probes)
     fns = {name: B.resolve(name) for name in baselines}  # fail before any work
     texts, text_source = heldout_texts(data, heldout)
+    world_dir = world_dir_of(data)
     base_model, tok = load_model(data.base_path)
     reference = cached_reference(
         data.base_path,
@@ -519,6 +595,8 @@ def evaluate_run(
             progress=progress,
         )
         res["fluency"] = generation_fluency(model, tok, fluency_prompts, seed=seed)
+        if world_dir:
+            res.update(world_capability(model, tok, world_dir, seed=seed))
         res["perplexity"] = (
             heldout_perplexity(model, tok, texts, seed=seed)
             if texts
@@ -526,6 +604,12 @@ def evaluate_run(
         )
         return res
 
+    transfer_path = data.run_dir / "transfer.jsonl"
+    trained = (
+        {t.prompt for t in read_jsonl(transfer_path, TransferExample)}
+        if transfer_path.exists()
+        else set()
+    )
     methods: dict[str, dict] = {}
     rows: dict[str, list] = {}
     edited_models: dict[str, object] = {}
@@ -537,6 +621,11 @@ def evaluate_run(
         t0 = time.perf_counter()
         if name in students:
             model, _ = load_model(students[name])
+        elif name in B.CONTEXT_METHODS and data.config.get("teacher") not in (
+            None,
+            data.base_path,
+        ):
+            model, _ = load_model(data.config["teacher"])
         elif name in B.CONTEXT_METHODS or name == "base":
             model = base_model
         else:
@@ -548,6 +637,10 @@ def evaluate_run(
         res = measure(name, model, data.prefixes if name in B.CONTEXT_METHODS else None)
         res["edit_seconds"] = round(seconds, 2)
         rows[name] = res.pop("rows")
+        for r in rows[name]:
+            r["in_transfer"] = r["prompt"] in trained
+        if trained:
+            res["held_out"] = aggregate([r for r in rows[name] if not r["in_transfer"]], seed=seed)
         methods[name] = res
         if name in students or name in B.WEIGHT_EDITING:
             edited_models[name] = model
@@ -563,7 +656,10 @@ def evaluate_run(
             "methods": names,
             "students": {k: str(v) for k, v in students.items()},
             "hparams": used_hparams,
+            "teacher": data.config.get("teacher") or data.base_path,
             "heldout": text_source,
+            "held_out_probes": "probes whose prompt is not in DIR/transfer.jsonl "
+            "(the student never trained on them)",
             "seed": seed,
         },
         "methods": methods,
@@ -577,7 +673,8 @@ def evaluate_run(
             base_model,
             tok,
             k=sequential,
-            methods=[n for n in names if n in B.WEIGHT_EDITING or n == "skedit"],
+            methods=[n for n in names if n in students or n in B.WEIGHT_EDITING],
+            students={k: _training_for(data, k) for k in students},
             hparams=used_hparams,
             reference=reference,
             seed=seed,
@@ -590,10 +687,20 @@ def evaluate_run(
             data,
             base_model,
             tok,
-            edited_models,
+            {
+                k: v
+                for k, v in edited_models.items()
+                if retention_methods is None or k in retention_methods
+            },
             texts,
             steps=retention,
+            lr=retention_lr,
+            ablate={k: _training_for(data, k) for k in students if k.startswith("skedit")},
             seed=seed,
             progress=progress,
         )
+    if write:
+        from skedit.pipelines.report import write_report
+
+        write_report(data.run_dir, out)
     return out

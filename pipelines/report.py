@@ -39,13 +39,16 @@ def fmt(entry: Mapping | None, *, digits: int = 3) -> str:
 def _table(metrics: Mapping, measure: str) -> tuple[list[str], list[list[str]]]:
     """Methods × metrics; ``measure`` is ``"exact_match"`` or ``"token_accuracy"``."""
     head = ["method", *[LABELS[m] for m in METRICS]]
+    methods = metrics.get("methods", {})
+    world = [k for k in ("world_recall", "world_two_hop") if any(k in r for r in methods.values())]
     if measure == "exact_match":
-        head += ["fluency (×100)", "perplexity"]
+        head += ["fluency (×100)", "perplexity", *[k.replace("_", " ") for k in world]]
     rows = []
-    for name, res in metrics.get("methods", {}).items():
+    for name, res in methods.items():
         if measure == "exact_match":
             row = [name, *[fmt(res.get(m)) for m in METRICS]]
             row += [fmt(res.get("fluency"), digits=1), fmt(res.get("perplexity"), digits=2)]
+            row += [fmt(res.get(k)) for k in world]
         else:
             row = [name, *[fmt((res.get(m) or {}).get("token_accuracy")) for m in METRICS]]
         rows.append(row)
@@ -204,7 +207,15 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 def _sections(metrics: Mapping) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every table after the main one."""
     out = []
-    for name, res in (metrics.get("methods") or {}).items():
+    methods = metrics.get("methods") or {}
+    if any(res.get("held_out") for res in methods.values()):
+        head = ["method", *[LABELS[m] for m in METRICS]]
+        rows = [
+            [name, *[fmt((res.get("held_out") or {}).get(m)) for m in METRICS]]
+            for name, res in methods.items()
+        ]
+        out.append(("Held-out probes only (not in the transfer set), exact match", head, rows))
+    for name, res in methods.items():
         rel = res.get("by_relation") or {}
         if rel:
             head = ["relation", *[LABELS[m] for m in METRICS]]

@@ -112,11 +112,14 @@ def run_retention(
     steps: int,
     lr: float = 3e-4,
     batch_size: int = 8,
-    paraphrase_ablation: bool = True,
+    ablate: Mapping[str, Mapping] | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
     """Retention curves for each edited model, with and without freezing its edited layers.
+
+    ``ablate``: student name → its ``training:`` settings; such a student is trained again
+    without the paraphrase rows of its transfer set (variant ``"<name> (no paraphrases)"``).
 
     ``{"steps", "lr", "curves": {variant: [{"step", "edit_success", "paraphrase"}]},
     "frozen_layers": {variant: [...]}, "kept": {variant: final/initial edit success}}``.
@@ -134,13 +137,15 @@ def run_retention(
 
     models = dict(edited_models)
     notes = []
-    if paraphrase_ablation and "skedit" in models:
+    for name, training in (ablate or {}).items():
+        if name not in models:
+            continue
         try:
-            models["skedit (no paraphrases)"] = _student_without_paraphrases(
-                data, base_model, tokenizer
+            models[f"{name} (no paraphrases)"] = _student_without_paraphrases(
+                data, base_model, tokenizer, training
             )
         except Exception as exc:  # noqa: BLE001 - an optional variant; say why it is missing
-            notes.append(f"no-paraphrase variant skipped: {exc}")
+            notes.append(f"{name} without paraphrases skipped: {exc}")
     curves, frozen, kept = {}, {}, {}
     for name, model in models.items():
         layers = edited_layers(model, base_model)
@@ -176,7 +181,7 @@ def run_retention(
     }
 
 
-def _student_without_paraphrases(data, base_model, tokenizer):
+def _student_without_paraphrases(data, base_model, tokenizer, training: Mapping):
     """The same student trained on the transfer set minus its paraphrase rows."""
     from skedit.prompts.io import read_jsonl
     from skedit.prompts.schema import TransferExample
@@ -185,5 +190,5 @@ def _student_without_paraphrases(data, base_model, tokenizer):
 
     rows = read_jsonl(data.run_dir / "transfer.jsonl", TransferExample)
     rows = [r for r in rows if r.kind != "rephrase"]
-    config = TrainConfig.from_dict(data.config.get("training"), source="config.yaml")
+    config = TrainConfig.from_dict(dict(training), source="config.yaml")
     return train_in_memory(copy.deepcopy(base_model), tokenizer, rows, config)

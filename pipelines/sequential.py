@@ -34,7 +34,7 @@ def split_batches(edits: Sequence[Edit], k: int) -> list[list[Edit]]:
     return out
 
 
-def _skedit_step(data, tokenizer):
+def _skedit_step(data, tokenizer, training: Mapping | None = None):
     """A function that trains a model on the transfer rows of a batch of edits."""
     path = data.run_dir / "transfer.jsonl"
     if not path.exists():
@@ -49,7 +49,9 @@ def _skedit_step(data, tokenizer):
         from skedit.sft.train import train_in_memory
     except ImportError as exc:  # the sft stage is not in this build
         raise SkeditError(f"sequential skedit needs skedit.sft.train ({exc})") from exc
-    config = TrainConfig.from_dict(data.config.get("training"), source="config.yaml")
+    if training is None:
+        training = data.config.get("training")
+    config = TrainConfig.from_dict(dict(training or {}), source="config.yaml")
 
     def step(model, batch: Sequence[Edit]):
         ids = {e.id for e in batch}
@@ -95,18 +97,23 @@ def run_sequential(
     k: int,
     methods: Sequence[str],
     hparams: Mapping[str, Mapping] | None = None,
+    students: Mapping[str, Mapping] | None = None,
     reference=None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """``{"k", "batch_sizes", "curves": {method: [points]}}`` for skedit and each baseline."""
+    """``{"k", "batch_sizes", "curves": {method: [points]}}`` for skedit and each baseline.
+
+    ``students``: student name → its ``training:`` settings; a student's batch is
+    ``train_in_memory`` on the transfer rows of the batch's edits.
+    """
     from skedit.pipelines import baselines as B
 
     batches = split_batches(data.edits, k)
     curves = {}
     for name in methods:
-        if name == "skedit":
-            step = _skedit_step(data, tokenizer)
+        if name in (students or {}):
+            step = _skedit_step(data, tokenizer, students[name])
         else:
             fn = B.resolve(name)
             hp = {**B.hparams_for(name, (hparams or {}).get(name)), "seed": seed}

@@ -13,9 +13,9 @@ from skedit.pipelines import baselines as B
 from skedit.pipelines.cli import main
 from skedit.pipelines.sequential import split_batches
 from skedit.prompts.answers import first_answer
-from skedit.prompts.io import write_jsonl
+from skedit.prompts.io import read_jsonl, write_jsonl
 from skedit.prompts.render import fact_statement
-from skedit.prompts.schema import DensePrompt, Edit, Probe
+from skedit.prompts.schema import DensePrompt, Edit, Probe, TransferExample
 from skedit.sft.modelops import generate, load_model
 
 FACTS = [
@@ -113,7 +113,20 @@ def test_eval_json_shape_files_and_student_beats_base(run_dir, capsys):
 
 def test_sequential_and_retention_curves(run_dir, tmp_path, capsys):
     d = tmp_path / "run"
-    shutil.copytree(run_dir, d, ignore=shutil.ignore_patterns("model"))
+    shutil.copytree(run_dir, d)
+    # skedit's sequential batches train on the transfer rows of each batch's edits
+    edits = read_jsonl(d / "edits.jsonl", Edit)
+    rows = [
+        TransferExample(
+            prompt=q, completion=" " + e.target_new, teacher_prompt=q, kind=k, edit_id=e.id
+        )
+        for e in edits
+        for q, k in [(e.prompt, "edit"), *((r, "rephrase") for r in e.rephrases)]
+    ]
+    write_jsonl(d / "transfer.jsonl", rows)
+    training = {"method": "sft", "max_steps": 3, "batch_size": 4, "learning_rate": 3e-2}
+    base = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": base, "training": training}))
     rc = main(
         [
             "eval",
@@ -131,12 +144,16 @@ def test_sequential_and_retention_curves(run_dir, tmp_path, capsys):
     assert rc == 0
     assert "edit success" in capsys.readouterr().out  # the terminal table
     m = json.loads((d / "metrics.json").read_text())
-    curve = m["sequential"]["curves"]["ft-m"]
-    assert [p["edits_so_far"] for p in curve] == [0, 2, 4]
-    assert curve[1]["edit_success_seen"] is not None
+    assert set(m["sequential"]["curves"]) == {"skedit", "ft-m"}
+    for curve in m["sequential"]["curves"].values():
+        assert [p["edits_so_far"] for p in curve] == [0, 2, 4]
+        assert curve[1]["edit_success_seen"] is not None
+    # the rows an edit's training used are marked, and held-out probes summarised apart
+    assert m["methods"]["skedit"]["held_out"]["portability"]["n"] == 4
     ret = m["retention"]
     assert "ft-m" in ret["curves"] and [p["step"] for p in ret["curves"]["ft-m"]][0] == 0
     assert any("freeze" in k for k in ret["curves"])
+    assert "skedit (no paraphrases)" in ret["curves"], ret["notes"]
     html = (d / "report.html").read_text()
     assert "plot-sequential" in html and "plot-retention" in html
 
@@ -151,6 +168,9 @@ def test_bad_input_is_a_clear_error(run_dir, tmp_path, capsys):
     assert "unknown baseline 'romeo'" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--heldout", str(tmp_path / "missing.txt")]) == 2
     assert "held-out text file not found" in capsys.readouterr().err
+    (tmp_path / "hp.yaml").write_text("ft-m: 3\n")
+    assert main(["eval", str(run_dir), "--hparams", str(tmp_path / "hp.yaml")]) == 2
+    assert "baseline name to a mapping" in capsys.readouterr().err
 
 
 def test_split_batches():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
 
@@ -30,6 +31,11 @@ def register(subparsers) -> None:
         "--retention", type=int, metavar="STEPS", help="also fine-tune on unrelated text"
     )
     p.add_argument("--heldout", metavar="FILE", help="held-out text, one passage per line")
+    p.add_argument(
+        "--hparams",
+        metavar="FILE",
+        help="YAML mapping baseline name -> hyper-parameters, e.g. `ft-m: {lr: 1e-3, steps: 40}`",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of baselines and bootstrap")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=run)
@@ -42,26 +48,44 @@ def _parse_baselines(text: str) -> list[str]:
     return names
 
 
+def _read_hparams(path: str) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SkeditError(f"cannot read hyper-parameters: {exc}", file=path) from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise SkeditError(
+            "expected a mapping of baseline name to a mapping of settings",
+            file=path,
+            hint="e.g.\nft-m:\n  lr: 0.001\n  steps: 40",
+        )
+    return data
+
+
 def run(args: argparse.Namespace) -> int:
     from skedit.pipelines.evaluate import METRICS, evaluate_run
-    from skedit.pipelines.report import terminal_table, write_report
+    from skedit.pipelines.report import terminal_table
 
     for flag in ("sequential", "retention"):
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise SkeditError(f"--{flag} must be at least 1", field=f"--{flag}")
+    hparams = _read_hparams(args.hparams) if args.hparams else None
     metrics = evaluate_run(
         args.dir,
         baselines=_parse_baselines(args.baselines),
         sequential=args.sequential,
         retention=args.retention,
         heldout=args.heldout,
+        hparams=hparams,
         seed=args.seed,
         progress=not args.json,
     )
-    paths = write_report(args.dir, metrics)
+    d = Path(args.dir)
     if args.json:
-        keep = [*METRICS, "fluency", "perplexity"]
+        keep = [*METRICS, "fluency", "perplexity", "world_recall", "world_two_hop"]
         view = {
             "methods": {
                 name: {k: v for k, v in res.items() if k in keep}
@@ -75,5 +99,5 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(terminal_table(metrics))
-        print(f"\nwrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")
+        print(f"\nwrote {d / 'metrics.json'}, {d / 'report.md'}, {d / 'report.html'}")
     return 0

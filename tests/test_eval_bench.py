@@ -1,0 +1,40 @@
+"""The benchmark's acceptance checks, computed from a hand-made metrics object."""
+
+from __future__ import annotations
+
+from skedit.pipelines.bench_eval import summarise
+
+
+def _m(es, port, loc):
+    def e(x):
+        return {"mean": x, "n": 100, "ci": [x - 0.05, x + 0.05], "token_accuracy": None}
+
+    return {"edit_success": e(es), "portability": e(port), "locality": e(loc)}
+
+
+def test_checks_compare_against_baselines_prompt_and_retention():
+    metrics = {
+        "methods": {
+            "skedit-kd": _m(0.97, 0.50, 0.98),
+            "prompt": _m(1.0, 0.60, 0.90),
+            "ft-m": _m(1.0, 0.30, 0.40),
+            "lora": _m(1.0, 0.55, 0.50),
+        },
+        "retention": {
+            "kept": {"skedit-kd": 0.9, "ft-m": 0.5},
+            "curves": {
+                "skedit-kd": [{"edit_success": 0.97}, {"edit_success": 0.87}],
+                "ft-m": [{"edit_success": 1.0}, {"edit_success": 0.5}],
+            },
+        },
+    }
+    c = summarise(metrics, ["skedit-kd"])["checks"]["skedit-kd"]
+    assert c["locality > ft-m"] and c["portability > ft-m"]
+    assert c["portability > lora"] is False  # 0.50 < 0.55: a miss is reported, not hidden
+    assert c["portability / PROMPT"] == round(0.5 / 0.6, 3)
+    assert c["portability >= 90% of PROMPT"] is False
+    assert c["locality >= 0.97"]
+    assert c["keeps more edits than ft-m after retention"]
+    assert c["edit success after retention - ft-m's"] == round(0.87 - 0.5, 3)
+    table = summarise(metrics, ["skedit-kd"])["table"]
+    assert table["prompt"]["portability"]["ci"] == [0.55, 0.65]

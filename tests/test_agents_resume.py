@@ -100,14 +100,14 @@ def test_killed_run_resumes_in_a_new_process_without_redoing_finished_shards(tmp
 
 
 def test_review_round_trip_from_other_processes(tmp_path, tiny_lm_dir, capsys):
+    """Run here; list/reject through the CLI in-process; edit and approve in new processes."""
     run = tmp_path / "run"
     config = AgentsConfig(max_facts=1, max_rounds=1)
     status = run_agents(_edits(), run, model_path=tiny_lm_dir, config=config, progress=False)
     assert status == "awaiting_review"
 
-    listing = _skedit("review", str(run), "--json")
-    assert listing.returncode == 0, listing.stderr
-    rows = json.loads(listing.stdout)["prompts"]
+    assert main(["review", str(run), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["prompts"]
     assert len(rows) == 8
     for r in rows:
         assert {"id", "edit_ids", "tokens", "facts_per_100_tokens", "status"} <= set(r)
@@ -118,9 +118,9 @@ def test_review_round_trip_from_other_processes(tmp_path, tiny_lm_dir, capsys):
     assert main(["review", str(run), "approve", "dp-nope"]) == 2
     assert "dp-nope" in capsys.readouterr().err
 
-    rej = _skedit("review", str(run), "reject", ids[1], "--reason", "wrong city")
-    assert rej.returncode == 0, rej.stderr
-    assert "FACTS/100T" in rej.stdout and "rejected" in rej.stdout  # the table, readable
+    assert main(["review", str(run), "reject", ids[1], "--reason", "wrong city"]) == 0
+    out = capsys.readouterr().out
+    assert "FACTS/100T" in out and "rejected" in out  # the table, readable
     # $EDITOR gets the text in a file; this "editor" appends to it with sed
     env = {**_env(), "EDITOR": "sed -i 1s/$/_and_more/", "VISUAL": ""}
     ed = _skedit("review", str(run), "edit", ids[2], env=env)

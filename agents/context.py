@@ -42,7 +42,9 @@ class AgentsContext:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with the teacher's tokenizer (no special tokens)."""
-        return len(self.tokenizer()(text, add_special_tokens=False)["input_ids"])
+        tok = self.tokenizer()
+        with self.lock:  # a fast tokenizer mutates its settings per call: not thread-safe
+            return len(tok(text, add_special_tokens=False)["input_ids"])
 
     def context_tokens(self, text: str) -> int:
         """Tokens of the rendered context the teacher reads: what the budget limits."""

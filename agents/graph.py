@@ -42,7 +42,7 @@ def shard_prompts(state: ShardState, ctx: AgentsContext) -> dict[str, Json]:
     """The shard's final groups as dense prompts (``passed`` or ``failed``, never dropped)."""
     out: dict[str, Json] = {}
     for g in state["groups"]:
-        tokens = ctx.count_tokens(g["text"])
+        tokens = ctx.context_tokens(g["text"])  # what the teacher reads, as budgeted
         p = DensePrompt(
             edit_ids=g["edit_ids"],
             text=g["text"],

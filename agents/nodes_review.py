@@ -111,7 +111,7 @@ def recheck(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState:
     out: dict[str, Json] = {}
     for p, v in zip(prompts.values(), verdicts, strict=True):
         p.critiques.append(v.critique)
-        p.tokens = ctx.count_tokens(p.text)
+        p.tokens = ctx.context_tokens(p.text)
         p.facts_per_100_tokens = round(100.0 * len(p.edit_ids) / max(p.tokens, 1), 2)
         p.status = "edited" if v.critique.passed else "failed"
         out[p.id] = p.model_dump(mode="json")

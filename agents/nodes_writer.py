@@ -39,16 +39,12 @@ def revise(group: Group, edits: dict[str, Edit], sentence_form: set[str]) -> lis
         parts = [failed, [i for i in ids if i not in failed]]
     else:
         parts = _halves(failed) + ([rest] if (rest := [i for i in ids if i not in failed]) else [])
+    parts = [p for p in parts if p]
+    # a split-off group is a new prompt: the old critiques judged other text with other facts
+    history = list(group.get("critiques", [])) if len(parts) == 1 else []
     return [
-        Group(
-            edit_ids=p,
-            status="draft",
-            revisions=n,
-            critiques=list(group.get("critiques", [])),
-            feedback=fb,
-        )
+        Group(edit_ids=p, status="draft", revisions=n, critiques=list(history), feedback=fb)
         for p in parts
-        if p
     ]
 
 

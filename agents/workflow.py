@@ -79,6 +79,12 @@ def _compiled(run_dir: Path) -> Iterator[Any]:
         conn.close()
 
 
+def _got_past_analyst(run_dir: Path, thread_id: str) -> bool:
+    """A batch stopped by the analyst (invalid or conflicting edits) may be replaced."""
+    with _compiled(run_dir) as graph:
+        return bool((graph.get_state(_run_config(thread_id)).values or {}).get("shards"))
+
+
 def _run_config(thread_id: str) -> dict[str, Any]:
     # shards run one at a time: the teacher is one model on one device
     return {
@@ -123,6 +129,7 @@ def _drive(
                 failed += chunk["prompts"] - chunk["passed"]
                 bar.update(1)
                 bar.set_postfix(passed=passed, failed=failed)
+                # the shard's node ran in this process (a resumed run does not re-run saved ones)
                 _log(
                     run_dir,
                     f"shard {chunk['shard']} rounds={chunk['rounds']} "
@@ -230,7 +237,8 @@ def run_agents(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     thread_id = thread_id_for(edits)
-    if saved_thread(run_dir) not in (None, thread_id):
+    previous = saved_thread(run_dir)
+    if previous not in (None, thread_id) and _got_past_analyst(run_dir, previous):
         raise SkeditError(
             "this run directory already holds another batch of edits",
             file=str(run_dir),

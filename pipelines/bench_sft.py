@@ -115,6 +115,17 @@ def score(model, tok, probes: Sequence[Probe], prefixes=None) -> dict[str, dict[
     return {k: {"mean": round(sum(v) / len(v), 4), "n": len(v)} for k, v in hits.items()}
 
 
+def fidelity(model, tok, rows) -> dict[str, float]:
+    """How often the student now gives the transfer set's answer (teacher's or anchor's)."""
+    gens = generate(model, tok, [r.prompt for r in rows], batch_size=128)
+    hits: dict[str, list[bool]] = {}
+    for r, g in zip(rows, gens, strict=True):
+        want = normalise(r.completion)
+        ok = matches(g, [want]) if want else not normalise(first_answer(g))
+        hits.setdefault("anchors" if r.kind == "locality" else "taught", []).append(ok)
+    return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
+
+
 def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -173,12 +184,14 @@ def run_bench(args) -> dict[str, Any]:
         model = train_in_memory(model, tok, rows, cfg)
         train_s = time.perf_counter() - t0
         trained, held_out = score(model, tok, train_probes), score(model, tok, held)
+        fid = fidelity(model, tok, rows)
         port = trained.get("portability", {}).get("mean", 0.0)
         tport = teacher.get("portability", {}).get("mean", 0.0)
         results[name] = {
             "config": cfg.to_dict(),
             "trained": trained,
             "held_out": held_out,
+            "matches_transfer_set": fid,
             "portability_ratio": round(port / tport, 4) if tport else None,
             "teacher_seconds": round(teacher_s, 1),
             "train_seconds": round(train_s, 1),
@@ -207,7 +220,7 @@ def _cell(r: dict, part: str, key: str) -> str:
 def table(report: dict[str, Any]) -> str:
     head = (
         f"{'variant':<11} {'edit':>6} {'para':>6} {'para*':>6} {'port':>6} {'port/T':>6} "
-        f"{'loc':>6} {'loc*':>6} {'teach s':>7} {'train s':>7} {'RAM MB':>7} floors"
+        f"{'loc':>6} {'loc*':>6} {'=T':>5} {'teach s':>7} {'train s':>7} {'RAM MB':>7} floors"
     )
     lines = [head, "-" * len(head)]
     res = report["results"]
@@ -243,12 +256,13 @@ def table(report: dict[str, Any]) -> str:
             f"{_cell(r, 'trained', 'paraphrase'):>6} {_cell(r, 'held_out', 'paraphrase'):>6} "
             f"{_cell(r, 'trained', 'portability'):>6} {ratio:>6} "
             f"{_cell(r, 'trained', 'locality'):>6} {_cell(r, 'held_out', 'locality'):>6} "
-            f"{r['teacher_seconds']:>7.1f} {r['train_seconds']:>7.1f} {r['peak_rss_mb']:>7.0f} "
+            f"{r['matches_transfer_set'].get('taught', 0):>5.2f} {r['teacher_seconds']:>7.1f} {r['train_seconds']:>7.1f} {r['peak_rss_mb']:>7.0f} "
             + ("all met" if not missed else "missed: " + ",".join(missed))
         )
     lines.append(
         "* = held out of the transfer set (never trained on); others are the run's "
-        "probes, as `skedit eval` scores them. Greedy exact match."
+        "probes, as `skedit eval` scores them. Greedy exact match. =T: the student gives "
+        "the teacher's own answer on the taught probes (distillation fidelity)."
     )
     return "\n".join(lines)
 

@@ -178,6 +178,17 @@ def train_student(
     teacher = None
     if config.method == "kd" and teacher_path and str(teacher_path) != str(model_path):
         teacher, _ = load_model(teacher_path)
+        if (
+            teacher.get_output_embeddings().weight.shape[0]
+            != model.get_output_embeddings().weight.shape[0]
+        ):
+            from skedit.prompts.errors import SkeditError
+
+            raise SkeditError(
+                "the KD teacher has another vocabulary than the student",
+                field="--teacher",
+                hint="kd needs the same tokenizer; use --method sft instead",
+            )
     trainer, model = build_trainer(
         model,
         tokenizer,

@@ -66,11 +66,13 @@ class FTHparams:
         return {k: v for k, v in asdict(self).items() if k != "progress"}
 
 
-# defaults per method: what FT-L / FT-M / LoRA use unless the caller says otherwise
+# Defaults per method: the settings that edit the small world model (100 edits: edit success
+# 0.99-1.0). Tuned on it; weaker settings (lower lr, one layer, a tighter FT-L bound) keep more
+# locality but edit 2-40% of the facts, e.g. FT-L with the bound 5e-3: edit 0.02, locality 0.94.
 DEFAULT_HPARAMS: dict[str, dict] = {
-    "ft-l": {"lr": 1e-3, "steps": 40, "modules": ["mlp.down_proj"], "norm_constraint": 5e-3},
-    "ft-m": {"lr": 1e-3, "steps": 40, "modules": ["mlp.down_proj"]},
-    "lora": {"lr": 3e-3, "steps": 60, "lora_rank": 8, "lora_alpha": 16},
+    "ft-l": {"lr": 5e-3, "steps": 60, "modules": ["mlp.down_proj"], "norm_constraint": 2e-2},
+    "ft-m": {"lr": 3e-3, "steps": 60, "modules": ["mlp.down_proj"]},
+    "lora": {"lr": 5e-3, "steps": 60, "lora_rank": 8, "lora_alpha": 16},
 }
 
 

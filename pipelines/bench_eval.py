@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m skedit.pipelines.bench_eval", description=__doc__)
     p.add_argument("--edits", type=int, default=100, help="benchmark edits to use")
     p.add_argument("--size", default="small", help="world size (small|tiny)")
+    p.add_argument("--world", metavar="DIR", help="a built world folder (default: build or reuse)")
     p.add_argument("--split", default="test", help="benchmark split (dev|test)")
     p.add_argument("--out", default="bench_eval.json", help="JSON summary to write")
     p.add_argument("--run-dir", help="run directory (default: next to --out)")
@@ -221,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     from skedit.pipelines.world import build_world, heldout_text
 
     t_start = time.perf_counter()
-    world = build_world(size=args.size, seed=0, threads=args.threads)
+    if args.world:
+        from skedit.pipelines.world import load_world_build
+
+        world = load_world_build(args.world)
+    else:
+        world = build_world(size=args.size, seed=0, threads=args.threads)
     edits = load_edits(world.benchmark[args.split]).edits[: args.edits]
     # the agents and the student see every other rephrase / portability / locality probe;
     # the rest are held out, so generalisation is measured on probes nobody trained on

@@ -15,6 +15,7 @@ import argparse
 import json
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,19 +76,38 @@ def group_prompts(edits: Sequence[Edit], per_prompt: int) -> list[DensePrompt]:
     return out
 
 
-def split_probes(edits: Sequence[Edit]) -> tuple[list[Probe], list[Probe]]:
+def split_probes(probes: Sequence[Probe]) -> tuple[list[Probe], list[Probe]]:
     """(trained, held out): the last rephrase and the last locality probe of an edit that has
     more than one are held out of the transfer set."""
-    train, held = [], []
-    for e in edits:
-        probes = e.probes()
-        for kind in ("rephrase", "locality"):
-            of_kind = [p for p in probes if p.kind == kind]
-            if len(of_kind) > 1:
-                held.append(of_kind[-1])
-        held_ids = {p.id for p in held}
-        train += [p for p in probes if p.id not in held_ids]
-    return train, held
+    held: set[str] = set()
+    for kind in ("rephrase", "locality"):
+        by_edit: dict[str, list[Probe]] = {}
+        for p in probes:
+            if p.kind == kind:
+                by_edit.setdefault(p.edit_id or "", []).append(p)
+        held |= {ps[-1].id for ps in by_edit.values() if len(ps) > 1}
+    return [p for p in probes if p.id not in held], [p for p in probes if p.id in held]
+
+
+def agents_prompts(
+    edits, world, facts: int, run_dir: Path
+) -> tuple[list[DensePrompt], list[Probe]]:
+    """Prompts and probes written by the agents (rules backend, auto-approved)."""
+    from skedit.agents.config import AgentsConfig
+    from skedit.agents.workflow import run_agents
+
+    run_agents(
+        list(edits),
+        run_dir,
+        model_path=world.model_dir,
+        config=AgentsConfig(max_facts=facts),
+        auto_approve=True,
+        progress=False,
+    )
+    return (
+        read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt),
+        read_jsonl(run_dir / "probes.jsonl", Probe),
+    )
 
 
 def record_locality(model, tok, probes: list[Probe]) -> None:
@@ -98,21 +118,40 @@ def record_locality(model, tok, probes: list[Probe]) -> None:
         p.expected = first_answer(g).strip()
 
 
-def _hit(probe: Probe, generation: str) -> bool:
-    if probe.kind != "locality":
-        return matches(generation, probe.answers)
-    # agreement with the pre-edit answer, also when that answer was empty (e.g. just ".")
-    want = normalise(probe.expected or "")
-    return matches(generation, [want]) if want else not normalise(first_answer(generation))
+def score(model, tok, probes: Sequence[Probe], prefixes=None) -> dict[str, dict[str, Any]]:
+    """The eval team's metrics (``evaluate_model``): greedy exact match with its CI, and the
+    teacher-forced token accuracy; locality against the recorded pre-edit answer."""
+    from skedit.pipelines.evaluate import evaluate_model
+
+    res = evaluate_model(
+        model,
+        tok,
+        list(probes),
+        prefixes=list(prefixes) if prefixes is not None else None,
+        batch_size=128,
+    )
+    out = {}
+    for key in METRICS.values():
+        m = res.get(key) or {}
+        if m.get("n"):
+            out[key] = {
+                "mean": round(m["mean"], 4),
+                "n": m["n"],
+                "ci": m.get("ci"),
+                "token_accuracy": round(m["token_accuracy"]["mean"], 4),
+            }
+    return out
 
 
-def score(model, tok, probes: Sequence[Probe], prefixes=None) -> dict[str, dict[str, float]]:
-    """Greedy exact match per metric; locality against the recorded pre-edit answer."""
-    gens = generate(model, tok, [p.prompt for p in probes], prefixes=prefixes, batch_size=128)
+def fidelity(model, tok, rows) -> dict[str, float]:
+    """How often the student now gives the transfer set's answer (teacher's or anchor's)."""
+    gens = generate(model, tok, [r.prompt for r in rows], batch_size=128)
     hits: dict[str, list[bool]] = {}
-    for p, g in zip(probes, gens, strict=True):
-        hits.setdefault(METRICS[p.kind], []).append(_hit(p, g))
-    return {k: {"mean": round(sum(v) / len(v), 4), "n": len(v)} for k, v in hits.items()}
+    for r, g in zip(rows, gens, strict=True):
+        want = normalise(r.completion)
+        ok = matches(g, [want]) if want else not normalise(first_answer(g))
+        hits.setdefault("anchors" if r.kind == "locality" else "taught", []).append(ok)
+    return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
 
 
 def _peak_mb() -> float:
@@ -131,11 +170,25 @@ def run_bench(args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     world = _world(args)
     edits = read_jsonl(world.benchmark[args.split], Edit)[: args.edits]
-    prompts = group_prompts(edits, args.facts_per_prompt)
-    prefix_of = {eid: context_prefix(p.text) for p in prompts for eid in p.edit_ids}
     base, tok = load_model(world.model_dir, device="cpu")
-    train_probes, held = split_probes(edits)
-    record_locality(base, tok, train_probes + held)
+    agents_s, agents_approved = 0.0, None
+    if args.prompts == "agents":
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
+            prompts, probes = agents_prompts(edits, world, args.facts_per_prompt, Path(tmp))
+        agents_s = time.perf_counter() - t0
+        # the critic rejects prompts its teacher cannot answer; this benchmark measures the
+        # training stage, so it trains on every prompt the agents wrote and reports how many
+        # they approved
+        agents_approved = sum(p.status in ("approved", "edited") for p in prompts)
+        prompts = [p.model_copy(update={"status": "approved"}) for p in prompts if p.text]
+    else:
+        prompts = group_prompts(edits, args.facts_per_prompt)
+        probes = [p for e in edits for p in e.probes()]
+    prefix_of = {eid: context_prefix(p.text) for p in prompts for eid in p.edit_ids}
+    probes = [p for p in probes if p.edit_id in prefix_of]
+    train_probes, held = split_probes(probes)
+    record_locality(base, tok, [p for p in probes if not p.expected])
     everything = train_probes + held
     start = time.perf_counter()
     rows = build_transfer_set(
@@ -173,12 +226,14 @@ def run_bench(args) -> dict[str, Any]:
         model = train_in_memory(model, tok, rows, cfg)
         train_s = time.perf_counter() - t0
         trained, held_out = score(model, tok, train_probes), score(model, tok, held)
+        fid = fidelity(model, tok, rows)
         port = trained.get("portability", {}).get("mean", 0.0)
         tport = teacher.get("portability", {}).get("mean", 0.0)
         results[name] = {
             "config": cfg.to_dict(),
             "trained": trained,
             "held_out": held_out,
+            "matches_transfer_set": fid,
             "portability_ratio": round(port / tport, 4) if tport else None,
             "teacher_seconds": round(teacher_s, 1),
             "train_seconds": round(train_s, 1),
@@ -191,6 +246,10 @@ def run_bench(args) -> dict[str, Any]:
         "split": args.split,
         "edits": len(edits),
         "prompts": len(prompts),
+        "prompt_source": args.prompts,
+        "agents_seconds": round(agents_s, 1),
+        "agents_approved": agents_approved,
+        "edits_covered": len({e for p in prompts for e in p.edit_ids}),
         "facts_per_prompt": args.facts_per_prompt,
         "transfer_rows": len(rows),
         "threads": args.threads,
@@ -207,7 +266,7 @@ def _cell(r: dict, part: str, key: str) -> str:
 def table(report: dict[str, Any]) -> str:
     head = (
         f"{'variant':<11} {'edit':>6} {'para':>6} {'para*':>6} {'port':>6} {'port/T':>6} "
-        f"{'loc':>6} {'loc*':>6} {'teach s':>7} {'train s':>7} {'RAM MB':>7} floors"
+        f"{'loc':>6} {'loc*':>6} {'=T':>5} {'teach s':>7} {'train s':>7} {'RAM MB':>7} floors"
     )
     lines = [head, "-" * len(head)]
     res = report["results"]
@@ -243,12 +302,13 @@ def table(report: dict[str, Any]) -> str:
             f"{_cell(r, 'trained', 'paraphrase'):>6} {_cell(r, 'held_out', 'paraphrase'):>6} "
             f"{_cell(r, 'trained', 'portability'):>6} {ratio:>6} "
             f"{_cell(r, 'trained', 'locality'):>6} {_cell(r, 'held_out', 'locality'):>6} "
-            f"{r['teacher_seconds']:>7.1f} {r['train_seconds']:>7.1f} {r['peak_rss_mb']:>7.0f} "
+            f"{r['matches_transfer_set'].get('taught', 0):>5.2f} {r['teacher_seconds']:>7.1f} {r['train_seconds']:>7.1f} {r['peak_rss_mb']:>7.0f} "
             + ("all met" if not missed else "missed: " + ",".join(missed))
         )
     lines.append(
         "* = held out of the transfer set (never trained on); others are the run's "
-        "probes, as `skedit eval` scores them. Greedy exact match."
+        "probes, as `skedit eval` scores them. Greedy exact match. =T: the student gives "
+        "the teacher's own answer on the taught probes (distillation fidelity)."
     )
     return "\n".join(lines)
 
@@ -264,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--facts-per-prompt", type=int, default=8)
+    p.add_argument(
+        "--prompts",
+        choices=["agents", "compact"],
+        default="agents",
+        help="agents: run_agents (rules, auto-approved); compact: one compact "
+        "statement per edit, consecutive edits grouped",
+    )
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--batch-size", type=int, default=32)

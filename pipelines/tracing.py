@@ -195,7 +195,10 @@ def plot_traces(traces: Sequence[Trace], path: str | Path, *, max_prompts: int =
             ax = axes[row][col]
             grid = torch.tensor(tr.effects[kind]).T  # (tokens, layers)
             im = ax.imshow(
-                grid.numpy(), cmap="Purples" if kind == "hidden" else "Greens", aspect="auto", vmin=0
+                grid.numpy(),
+                cmap="Purples" if kind == "hidden" else "Greens",
+                aspect="auto",
+                vmin=0,
             )
             ax.set_yticks(range(len(labels)), labels, fontsize=7)
             ax.set_xticks(range(grid.shape[1]))

@@ -196,18 +196,26 @@ def summarise(metrics: dict, students: list[str]) -> dict:
                 c[f"locality{tag}"] = round(loc, 4)
                 c[f"locality >= 0.97{tag}"] = loc >= 0.97
         checks[s] = c
+    # retention: edits still right after the unrelated fine-tuning, skedit against FT-M, in
+    # absolute terms (a ratio flatters a method that had few edits to lose)
     ret = metrics.get("retention") or {}
-    kept = ret.get("kept") or {}
-    if "ft-m" in kept:
+    curves = ret.get("curves") or {}
+    n = (methods.get("ft-m", {}).get("edit_success") or {}).get("n")
+    if "ft-m" in curves:
+        theirs = curves["ft-m"][-1]["edit_success"]
         for s in students:
-            if s in kept and kept[s] is not None and kept["ft-m"] is not None:
-                checks[s]["retention kept"] = round(kept[s], 3)
-                checks[s]["retention kept (ft-m)"] = round(kept["ft-m"], 3)
-                checks[s]["keeps more edits than ft-m after retention"] = kept[s] > kept["ft-m"]
-                final = ret["curves"][s][-1]["edit_success"]
-                checks[s]["edit success after retention - ft-m's"] = round(
-                    final - ret["curves"]["ft-m"][-1]["edit_success"], 3
-                )
+            if s in curves:
+                mine = curves[s][-1]["edit_success"]
+                checks[s]["edit success after retention"] = round(mine, 3)
+                checks[s]["edit success after retention (ft-m)"] = round(theirs, 3)
+                checks[s]["retention: more edits kept than ft-m by"] = round(mine - theirs, 3)
+                if n:
+                    checks[s]["retention: edits kept (of n)"] = [
+                        round(mine * n),
+                        round(theirs * n),
+                        n,
+                    ]
+                checks[s]["keeps more edits than ft-m after retention"] = mine > theirs
     return {"table": table, "checks": checks}
 
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
+
 from skedit.pipelines import formats_io as fio
 from skedit.pipelines.formats_fields import RecordError
 from skedit.pipelines.formats_knowedit import (
@@ -39,7 +42,13 @@ from skedit.pipelines.formats_rome import (
     counterfact_edits,
     mquake_edits,
 )
-from skedit.pipelines.formats_skedit import EDIT_FIELDS, csv_columns, csv_edits, jsonl_edits
+from skedit.pipelines.formats_skedit import (
+    EDIT_FIELDS,
+    csv_columns,
+    csv_edits,
+    jsonl_edits,
+    record_error,
+)
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 from skedit.prompts.validate import Problem, check_batch, check_edit
@@ -76,6 +85,12 @@ class LoadResult:
     container: str = ""  # "json", "jsonl" or "csv"
     unused_fields: dict[str, int] = field(default_factory=dict)  # field -> records having it
     invalid: list[Problem] = field(default_factory=list)  # why records were skipped
+    known_fields: set[str] = field(default_factory=set)  # the format's fields, used or not
+
+    @property
+    def unknown_fields(self) -> dict[str, int]:
+        """Unused fields the format does not have: typos (``rephrase_promt``) or another format."""
+        return {k: n for k, n in self.unused_fields.items() if k not in self.known_fields}
 
     @property
     def kept_problems(self) -> list[Problem]:
@@ -101,7 +116,7 @@ def format_of_record(rec: Any) -> str | None:
         return "zsre"
     if {"text", "labels", "concept"} <= keys:
         return "knowedit"
-    if {"subject", "prompt", "target_new"} <= keys:
+    if {"subject", "prompt"} <= keys or {"prompt", "target_new"} <= keys:
         nested = [rec.get(k) for k in ("portability", "locality")]
         skedit_like = keys <= EDIT_FIELDS and not any(isinstance(v, dict) for v in nested)
         if skedit_like and (keys & {"id", "kind", "rephrases", "source", "relation"}):
@@ -161,24 +176,88 @@ def _records_until_cut(
         invalid.append(Problem(file=str(path), record=exc.record, message=exc.message))
 
 
-def _csv_converter(path: Path) -> Callable[[fio.RawRecord], fio.RawRecord | None]:
-    """Turns CSV rows into dict-free raw records; consumes the header row if there is one."""
-    state: dict[str, Any] = {}
+class _CsvRows:
+    """CSV rows to edits; the first row fixes the columns (a header, or positional)."""
 
-    def on_row(raw: fio.RawRecord) -> fio.RawRecord | None:
-        if "columns" not in state:
-            try:
-                state["columns"], header = csv_columns(raw.data)
-            except RecordError as exc:
-                raise SkeditError(
-                    exc.message, file=str(path), record=None, field=exc.field, hint=None
-                ) from None
-            if header:
-                return None
-        return raw
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: list[str] | None = None
 
-    on_row.state = state  # type: ignore[attr-defined]
-    return on_row
+    def is_header(self, raw: fio.RawRecord) -> bool:
+        if self.columns is not None:
+            return False
+        try:
+            self.columns, header = csv_columns(raw.data)
+        except RecordError as exc:
+            raise SkeditError(exc.message, file=str(self.path), field=exc.field) from None
+        return header
+
+    def edits(self, raw: fio.RawRecord, source: str) -> list[tuple[Edit, str]]:
+        assert self.columns is not None
+        return [(e, "") for e in csv_edits(raw.data, self.columns, source)]
+
+
+_BAD_UNICODE = "text that is not valid Unicode (a lone surrogate escape such as \\ud800)"
+
+
+def _convert(
+    raw: fio.RawRecord, source: str, csv_rows: _CsvRows | None, convert: Converter | None
+) -> list[tuple[Edit, str]]:
+    """One raw record as (edit, relation id) pairs; RecordError when it cannot be one."""
+    if raw.error is not None:
+        raise RecordError(raw.field, raw.error)
+    try:
+        if csv_rows is not None:
+            pairs = csv_rows.edits(raw, source)
+        else:
+            assert convert is not None
+            pairs = convert(raw.data, source)
+        for e, _ in pairs:
+            e.model_dump_json()  # what convert will write must be writable (no lone surrogates)
+    except ValidationError as exc:  # content the data model refuses
+        raise record_error(exc) from None
+    except PydanticSerializationError:
+        raise RecordError(None, _BAD_UNICODE) from None
+    return pairs
+
+
+def _resolve_format(path: Path, format: str) -> tuple[str, str]:
+    """(format, container), checking a named format against what the file holds."""
+    if format not in ("auto", *FORMATS):
+        raise SkeditError(f"unknown format {format!r}", hint=f"one of auto, {', '.join(FORMATS)}")
+    container, first = fio.sniff(path)
+    if format == "auto":
+        return detect_format(path), container
+    if format == "csv" and container != "csv":
+        raise SkeditError(
+            "--format csv given, but the file is JSON", file=str(path), hint="drop --format"
+        )
+    if format != "csv" and container == "csv":
+        raise SkeditError(
+            f"the file is not JSON, so it cannot be {format}", file=str(path), hint="--format csv?"
+        )
+    seen = format_of_record(first)
+    if seen not in (None, format) and {format, seen} != {"knowedit", "jsonl"}:
+        raise SkeditError(
+            f"--format {format} given, but the records look like {seen}",
+            file=str(path),
+            hint=f"drop --format to detect it, or pass --format {seen}",
+        )
+    return format, container
+
+
+def _invalid_records(path: Path, invalid: list[Problem]) -> InvalidRecords:
+    first = invalid[0]
+    more = f" ({len(invalid) - 1} more invalid records)" if len(invalid) > 1 else ""
+    return InvalidRecords(
+        f"{first.message}{more}",
+        file=str(path),
+        record=first.record if first.line != first.record else None,
+        field=first.field,
+        hint="fix the record, or pass --skip-invalid to load the others",
+        problems=invalid,
+        line=first.line,
+    )
 
 
 def load_edits(
@@ -193,56 +272,34 @@ def load_edits(
     ``progress``: a tqdm bar on stderr; by default only for files over 8 MiB.
     """
     path = Path(path)
-    if format not in ("auto", *FORMATS):
-        raise SkeditError(f"unknown format {format!r}", hint=f"one of auto, {', '.join(FORMATS)}")
-    container, first = fio.sniff(path)
-    if format == "auto":
-        format = detect_format(path)
-    elif format == "csv" and container != "csv":
-        raise SkeditError(
-            "--format csv given, but the file is JSON", file=str(path), hint="drop --format"
-        )
-    elif format != "csv" and container == "csv":
-        raise SkeditError(
-            f"the file is not JSON, so it cannot be {format}", file=str(path), hint="--format csv?"
-        )
-    elif (seen := format_of_record(first)) not in (None, format) and {format, seen} != {
-        "knowedit",
-        "jsonl",
-    }:
-        raise SkeditError(
-            f"--format {format} given, but the records look like {seen}",
-            file=str(path),
-            hint=f"drop --format to detect it, or pass --format {seen}",
-        )
+    try:
+        return _load(path, format, skip_invalid, progress)
+    except OSError as exc:  # unreadable device, permissions, a file vanishing mid-read
+        raise SkeditError(f"cannot read the file: {exc.strerror or exc}", file=str(path)) from None
+
+
+def _load(path: Path, format: str, skip_invalid: bool, progress: bool | None) -> LoadResult:
+    format, container = _resolve_format(path, format)
     if progress is None:
         progress = path.stat().st_size >= PROGRESS_MIN_BYTES
-    name = path.name
     edits: list[Edit] = []
-    relations: list[str] = []
-    problems: list[Problem] = []
-    where: dict[str, tuple[int, int]] = {}  # edit source -> (record, line)
+    relations: list[str] = []  # per edit: relation id where the format has one
+    where: list[int] = []  # per edit: its record (index or line)
+    lines: dict[int, int] = {}  # record -> the line it starts on
+    problems: list[Problem] = []  # of loaded edits
+    invalid: list[Problem] = []  # of records that could not be loaded / were skipped
     unused: Counter[str] = Counter()
-    invalid: list[Problem] = []
     skipped = records = 0
-    csv_row = _csv_converter(path) if format == "csv" else None
-    spec = _SPECS.get(format)
+    csv_rows = _CsvRows(path) if format == "csv" else None
+    convert, used_fields, known_unused = _SPECS.get(format, (None, set(), set()))
 
     for raw in _records_until_cut(path, container, progress, skip_invalid, invalid):
-        if csv_row is not None and csv_row(raw) is None:
+        if csv_rows is not None and csv_rows.is_header(raw):
             continue
         records += 1
-        source = f"{name}:{raw.record}"
+        source = f"{path.name}:{raw.record}"
         try:
-            if raw.error is not None:
-                raise RecordError(raw.field, raw.error)
-            if csv_row is not None:
-                columns = csv_row.state["columns"]  # type: ignore[attr-defined]
-                pairs = [(e, "") for e in csv_edits(raw.data, columns, source)]
-            else:
-                assert spec is not None
-                pairs = spec[0](raw.data, source)
-                unused.update(k for k in raw.data if k not in spec[1])
+            pairs = _convert(raw, source, csv_rows, convert)
         except RecordError as exc:
             invalid.append(
                 Problem(
@@ -255,6 +312,8 @@ def load_edits(
             )
             skipped += 1
             continue
+        if csv_rows is None:
+            unused.update(k for k in raw.data if k not in used_fields)
         own = [p for e, _ in pairs for p in check_edit(e, raw.record)]
         for p in own:
             p.file, p.line = str(path), raw.line
@@ -266,21 +325,11 @@ def load_edits(
         for e, rel in pairs:
             edits.append(e)
             relations.append(rel)
-            where.setdefault(e.source or "", (raw.record, raw.line))
+            where.append(raw.record)
+        lines[raw.record] = raw.line
 
     if invalid and not skip_invalid:
-        first_bad = invalid[0]
-        more = f" ({len(invalid) - 1} more invalid records)" if len(invalid) > 1 else ""
-        err = InvalidRecords(
-            f"{first_bad.message}{more}",
-            file=str(path),
-            record=first_bad.record if first_bad.line != first_bad.record else None,
-            field=first_bad.field,
-            hint="fix the record, or pass --skip-invalid to load the others",
-            problems=invalid,
-            line=first_bad.line,
-        )
-        raise err
+        raise _invalid_records(path, invalid)
     skipped += sum(1 for p in invalid if p.message.startswith("truncated JSON"))
     if not edits:
         why = f": all {skipped} records were invalid" if skipped else ""
@@ -289,11 +338,9 @@ def load_edits(
             file=str(path),
             hint=invalid[0].render() if invalid else "the file has no records",
         )
-    for p in check_batch(edits, relations):
-        rec_line = where.get(str(p.record))
-        if rec_line is not None:
-            p.record, p.line = rec_line
-            p.file = str(path)
+    unit = "record" if container == "json" else "line"
+    for p in check_batch(edits, relations, where=where, unit=unit):
+        p.file, p.line = str(path), lines.get(p.record)  # type: ignore[arg-type]
         problems.append(p)
     return LoadResult(
         edits=edits,
@@ -304,6 +351,7 @@ def load_edits(
         container=container,
         unused_fields=dict(unused),
         invalid=invalid,
+        known_fields=used_fields | known_unused,
     )
 
 

@@ -12,6 +12,7 @@ a KL term that keeps the model's idea of the subject, weight decay and a norm cl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -80,7 +81,7 @@ def edit_prompt(edit: Edit) -> str:
     return edit.prompt.replace("{}", edit.subject) if "{}" in edit.prompt else edit.prompt
 
 
-def _subject_end(prompt: str, subject: str) -> int:
+def _subject_chars(prompt: str, subject: str) -> tuple[int, int]:
     pos = prompt.rfind(subject)
     if pos < 0:
         pos = prompt.lower().rfind(subject.lower())
@@ -90,23 +91,31 @@ def _subject_end(prompt: str, subject: str) -> int:
             field="subject",
             hint="locate-then-edit methods need the subject inside the prompt",
         )
-    return pos + len(subject)
+    return pos, pos + len(subject)
 
 
-def encode_with_subject(tokenizer, text: str, subject: str) -> tuple[list[int], int]:
-    """Ids of ``text`` (BOS first, if the tokenizer adds one) and the index of the subject's
-    last token in them (its last occurrence, which is the one in the prompt)."""
-    end = _subject_end(text, subject)
+def subject_span(tokenizer, text: str, subject: str) -> tuple[list[int], int, int]:
+    """Ids of ``text`` (BOS first, if the tokenizer adds one) and the indices of the subject's
+    first and last tokens in them (its last occurrence, which is the one in the prompt)."""
+    start, end = _subject_chars(text, subject)
     head = tokenizer("", add_special_tokens=True)["input_ids"]
     try:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        last = max(i for i, (s, e) in enumerate(offsets) if s < end and e > s)
-    except (NotImplementedError, ValueError, KeyError, TypeError):
-        # slow tokenizers have no offsets: count the tokens of the text up to the subject's end
+        inside = [i for i, (s, e) in enumerate(offsets) if s < end and e > start and e > s]
+        first, last = inside[0], inside[-1]
+    except (NotImplementedError, ValueError, KeyError, TypeError, IndexError):
+        # slow tokenizers have no offsets: count the tokens of the text before/through the subject
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        first = len(tokenizer(text[:start], add_special_tokens=False)["input_ids"]) if start else 0
         last = len(tokenizer(text[:end], add_special_tokens=False)["input_ids"]) - 1
-    return head + ids, len(head) + last
+    return head + ids, len(head) + first, len(head) + max(first, last)
+
+
+def encode_with_subject(tokenizer, text: str, subject: str) -> tuple[list[int], int]:
+    """Ids of ``text`` and the index of the subject's last token in them."""
+    ids, _, last = subject_span(tokenizer, text, subject)
+    return ids, last
 
 
 @torch.no_grad()
@@ -251,6 +260,67 @@ def _average(x: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
     return total / counts[:, None]
 
 
+@dataclass
+class TargetIndex:
+    """Where the target tokens are in a :class:`Batch`, flattened over rows."""
+
+    rows: torch.Tensor  # (T,) row of each target token
+    positions: torch.Tensor  # (T,) position whose logits predict it
+    tokens: torch.Tensor  # (T,) the token id
+    row_of_token: torch.Tensor  # (T,) index into the target rows
+    row_len: torch.Tensor  # (R,) tokens per target row
+    edit_of_row: torch.Tensor  # (R,) edit of each target row
+
+    @classmethod
+    def of(cls, batch: Batch) -> TargetIndex:
+        dev = batch.ids.device
+        rows = [r for r in range(len(batch.target_ids)) if not batch.kl_rows[r]]
+        row_len = torch.tensor([len(batch.target_ids[r]) for r in rows], device=dev)
+        return cls(
+            rows=torch.tensor([r for r in rows for _ in batch.target_pos[r]], device=dev),
+            positions=torch.tensor([p for r in rows for p in batch.target_pos[r]], device=dev),
+            tokens=torch.tensor([t for r in rows for t in batch.target_ids[r]], device=dev),
+            row_of_token=torch.repeat_interleave(torch.arange(len(rows), device=dev), row_len),
+            row_len=row_len,
+            edit_of_row=batch.edit_of[rows],
+        )
+
+
+def edit_nll(logits: torch.Tensor, idx: TargetIndex, n_edits: int) -> torch.Tensor:
+    """Target NLL per edit ``(n_edits,)``: mean over each row's target tokens, then mean over
+    the edit's rows (its prompt with each prefix). ``logits``: ``(rows, width, vocab)``."""
+    logp = torch.log_softmax(logits[idx.rows, idx.positions].float(), -1)
+    tok_nll = -logp.gather(-1, idx.tokens[:, None]).squeeze(-1)
+    dev = logits.device
+    row_nll = torch.zeros(len(idx.row_len), device=dev).index_add(0, idx.row_of_token, tok_nll)
+    row_nll = row_nll / idx.row_len.float()
+    per_edit = torch.zeros(n_edits, device=dev).index_add(0, idx.edit_of_row, row_nll)
+    counts = torch.bincount(idx.edit_of_row, minlength=n_edits).clamp(min=1).float()
+    return per_edit / counts
+
+
+def kl_from_reference(ref_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``KL(reference ‖ current)`` per row, from the reference's log-probs and current logits."""
+    cur = torch.log_softmax(logits.float(), -1)
+    return (ref_logp.exp() * (ref_logp - cur)).sum(-1)
+
+
+@contextmanager
+def frozen(model):
+    """Model in eval mode with no parameter requiring grad; restored afterwards."""
+    was_training = model.training
+    requires = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, r in zip(model.parameters(), requires, strict=True):
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
 def optimise_values(
     model, batch: Batch, module: nn.Module, n_edits: int, hp: EditorHparams
 ) -> tuple[torch.Tensor, dict]:
@@ -265,72 +335,45 @@ def optimise_values(
     base_norm = base.norm(dim=-1).clamp(min=1e-6)
     delta = torch.zeros_like(base, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=hp.lr)
+    idx = TargetIndex.of(batch)
+    kl_rows = batch.kl_rows.nonzero().flatten().tolist()
+    kl_pos = torch.tensor([batch.target_pos[r][0] for r in kl_rows], device=rows.device)
+    with torch.no_grad():
+        logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
+        ref_logp = torch.log_softmax(logits[kl_rows, kl_pos].float(), -1)  # (n_kl, vocab)
 
-    def hook(_m, _a, out):
+    def add_delta(_m, _a, out):
         h = _hidden(out)
         add = torch.zeros_like(h)
         add[rows, batch.subject_pos] = delta[batch.edit_of].to(h.dtype)
         return _replace_hidden(out, h + add)
 
-    kl_idx = batch.kl_rows.nonzero().flatten().tolist()
-    kl_last = torch.tensor([batch.target_pos[r][0] for r in kl_idx], device=rows.device)
-    with torch.no_grad():
-        logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
-        ref_kl = (
-            torch.log_softmax(logits[kl_idx, kl_last].float(), -1) if kl_idx else None
-        )  # (n_kl, vocab)
-    tgt_rows = [r for r in range(len(batch.target_ids)) if not batch.kl_rows[r]]
-    flat_r = torch.tensor([r for r in tgt_rows for _ in batch.target_pos[r]], device=rows.device)
-    flat_p = torch.tensor([p for r in tgt_rows for p in batch.target_pos[r]], device=rows.device)
-    flat_t = torch.tensor([t for r in tgt_rows for t in batch.target_ids[r]], device=rows.device)
-    # each row's target NLL is averaged over its tokens, then rows are averaged per edit
-    row_len = torch.tensor([len(batch.target_ids[r]) for r in tgt_rows], device=rows.device)
-    row_of_flat = torch.repeat_interleave(torch.arange(len(tgt_rows), device=rows.device), row_len)
-    edit_of_row = batch.edit_of[tgt_rows]
-    rows_per_edit = torch.bincount(edit_of_row, minlength=n_edits).clamp(min=1).float()
-
-    handle = module.register_forward_hook(hook)
-    was_training = model.training
-    model.eval()
-    requires = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
     info = {"steps": 0, "nll": float("nan")}
-    try:
-        for step in range(hp.steps):
-            opt.zero_grad()
-            logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits.float()
-            logp = torch.log_softmax(logits[flat_r, flat_p], -1)
-            tok_nll = -logp.gather(-1, flat_t[:, None]).squeeze(-1)
-            row_nll = (
-                torch.zeros(len(tgt_rows), device=rows.device).index_add_(0, row_of_flat, tok_nll)
-                / row_len.float()
-            )
-            edit_nll = (
-                torch.zeros(n_edits, device=rows.device).index_add_(0, edit_of_row, row_nll)
-                / rows_per_edit
-            )
-            loss = edit_nll.sum()
-            if ref_kl is not None and hp.kl_factor:
-                cur = torch.log_softmax(logits[kl_idx, kl_last], -1)
-                kl = (ref_kl.exp() * (ref_kl - cur)).sum(-1)  # KL(original ‖ edited) per edit
-                loss = loss + hp.kl_factor * kl.sum()
-            decay = hp.weight_decay * (delta.norm(dim=-1) / base_norm) ** 2
-            loss = loss + decay.sum()
-            info = {"steps": step + 1, "nll": float(edit_nll.detach().mean())}
-            if float(edit_nll.detach().max()) < hp.loss_stop:
-                break
-            loss.backward()
-            opt.step()
-            with torch.no_grad():  # keep each δ within clamp_norm · ‖original value‖
-                limit = hp.clamp_norm * base_norm
-                scale = (limit / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)
-                delta.mul_(scale[:, None])
-    finally:
-        handle.remove()
-        for p, r in zip(model.parameters(), requires, strict=True):
-            p.requires_grad_(r)
-        model.train(was_training)
+    handle = module.register_forward_hook(add_delta)
+    with frozen(model):
+        try:
+            for step in range(hp.steps):
+                opt.zero_grad()
+                logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
+                nll = edit_nll(logits, idx, n_edits)
+                info = {"steps": step + 1, "nll": float(nll.detach().mean())}
+                if float(nll.detach().max()) < hp.loss_stop:
+                    break
+                loss = nll.sum() + hp.weight_decay * ((delta.norm(dim=-1) / base_norm) ** 2).sum()
+                if kl_rows and hp.kl_factor:
+                    loss = (
+                        loss
+                        + hp.kl_factor * kl_from_reference(ref_logp, logits[kl_rows, kl_pos]).sum()
+                    )
+                loss.backward()
+                opt.step()
+                with torch.no_grad():  # keep each δ within clamp_norm · ‖original value‖
+                    limit = hp.clamp_norm * base_norm
+                    delta.mul_(
+                        (limit / delta.norm(dim=-1).clamp(min=1e-12)).clamp(max=1.0)[:, None]
+                    )
+        finally:
+            handle.remove()
     return delta.detach(), info
 
 

@@ -33,14 +33,15 @@ def obj(value: Any, field: str, what: str = "an object") -> dict:
     return value
 
 
-def req(rec: dict, key: str, path: str = "") -> Any:
+def req(rec: dict, key: str, path: str = "", what: str = "a value") -> Any:
     if key not in rec:
-        raise RecordError(join(path, key), f"missing; the record has {sorted(rec)}")
+        have = ", ".join(sorted(map(str, rec))) or "none"
+        raise RecordError(join(path, key), f"missing; expected {what} (fields present: {have})")
     return rec[key]
 
 
 def req_str(rec: dict, key: str, path: str = "", what: str = "a string") -> str:
-    value = req(rec, key, path)
+    value = req(rec, key, path, what)
     if not isinstance(value, str):
         raise RecordError(join(path, key), f"expected {what}, got {type_name(value)}")
     return value

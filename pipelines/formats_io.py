@@ -95,7 +95,7 @@ class _Progress:
 def check_readable(path: Path) -> None:
     """Existence, kind and emptiness: the failures that need no parsing."""
     if not path.exists():
-        raise SkeditError("no such file", file=str(path), hint="check the path")
+        raise SkeditError("file not found", file=str(path), hint="check the path")
     if path.is_dir():
         raise SkeditError("is a folder, not a dataset file", file=str(path))
     if path.stat().st_size == 0:
@@ -157,13 +157,21 @@ def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
             raise SkeditError("the JSON list is empty: no records", file=str(path))
         return "json", first.data
     if text[0] == "{":
-        first_line = text.split("\n", 1)[0]
+        with open(path, "rb") as fh:
+            raw = fh.readline(MAX_RECORD_BYTES)
+            while raw and not raw.strip():  # skip blank lines
+                raw = fh.readline(MAX_RECORD_BYTES)
+        first_line = raw.decode("utf-8-sig", errors="replace")
         try:
             obj, end = _DECODER.raw_decode(first_line)
+        except RecursionError:
+            raise SkeditError(_TOO_DEEP.format(where="line 1"), file=str(path)) from None
         except json.JSONDecodeError:
             # not one object per line: a single (pretty-printed) JSON object
             first = next(iter_json(path, progress=False, limit_records=1), None)
             return "json", first.data if first else None
+        except ValueError as exc:  # e.g. a number of more than 4300 digits
+            raise SkeditError(f"line 1: unreadable JSON value: {exc}", file=str(path)) from None
         if first_line[end:].strip(_WS):
             raise SkeditError(
                 "line 1 holds more than one JSON value",
@@ -180,141 +188,164 @@ def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
     return "csv", None
 
 
-def iter_json(
-    path: Path, *, progress: bool = False, limit_records: int | None = None
-) -> Iterator[RawRecord]:
-    """The elements of a top-level JSON list (or a single top-level object), streamed."""
-    bar = _Progress(path, progress)
-    chunks = _text_chunks(path, bar)
-    buf = ""
-    pos = 0
-    line = 1  # line number at ``pos``
-    eof = False
+_TOO_DEEP = (
+    "{where} is nested too deeply to be a dataset record (lists or objects inside each other)"
+)
+_CUT_HINT = "re-download the file, or pass --skip-invalid to load the complete records"
 
-    def more() -> bool:
-        nonlocal buf, pos, eof
-        if eof:
+
+class _JsonStream:
+    """A window on decoded JSON text: ``buf[pos:]`` is what is not consumed yet."""
+
+    def __init__(self, path: Path, bar: _Progress) -> None:
+        self.path = path
+        self.chunks = _text_chunks(path, bar)
+        self.buf = ""
+        self.pos = 0
+        self.line = 1  # line number at ``pos``
+        self.eof = False
+
+    def more(self) -> bool:
+        """Read more text; False at the end of the file."""
+        if self.eof:
             return False
         # read at least as much again as we hold, so a large record costs O(n), not O(n^2)
-        want = max(CHUNK_BYTES, len(buf) - pos)
-        parts = [buf[pos:]]
+        want = max(CHUNK_BYTES, len(self.buf) - self.pos)
+        parts = [self.buf[self.pos :]]
         got = 0
-        for chunk in chunks:
+        for chunk in self.chunks:
             parts.append(chunk)
             got += len(chunk)
             if got >= want:
                 break
         else:
-            eof = True
-        buf = "".join(parts)
-        pos = 0
+            self.eof = True
+        self.buf, self.pos = "".join(parts), 0
         return got > 0
 
-    def skip_ws() -> None:
-        nonlocal pos, line
+    def peek(self) -> str:
+        """The next non-whitespace character ('' at the end of the file)."""
         while True:
-            start = pos
-            while pos < len(buf) and buf[pos] in _WS:
-                pos += 1
-            line += buf.count("\n", start, pos)
-            if pos < len(buf) or not more():
-                return
+            start = self.pos
+            while self.pos < len(self.buf) and self.buf[self.pos] in _WS:
+                self.pos += 1
+            self.line += self.buf.count("\n", start, self.pos)
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
 
-    def fail(msg: str, hint: str | None = None, index: int | None = None) -> SkeditError:
-        return SkeditError(msg, file=str(path), record=index, hint=hint)
-
-    try:
-        more()
-        skip_ws()
-        if pos >= len(buf):
-            raise fail("the file holds only whitespace")
-        top_list = buf[pos] == "["
-        if top_list:
-            pos += 1
-        index = 0
+    def value(self, index: int) -> Any:
+        """Decode the JSON value at ``pos`` (record ``index``), reading more as needed."""
+        start_line = self.line
         while True:
-            skip_ws()
-            if pos >= len(buf):
-                raise Truncated(
-                    f"truncated JSON: the file ends after {index} complete records; "
-                    "the closing ']' is missing",
-                    file=str(path),
-                    hint="re-download the file, or pass --skip-invalid to load the "
-                    "complete records",
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                where = f"record {index} (line {start_line})"
+                raise self.fail(_TOO_DEEP.format(where=where), index) from None
+            except json.JSONDecodeError as exc:
+                incomplete = exc.msg.startswith("Unterminated string") or exc.pos >= len(
+                    self.buf.rstrip(_WS)
                 )
-            if top_list and buf[pos] == "]" and index == 0:
-                pos += 1
-                break
-            start_line = line
-            while True:
-                try:
-                    value, end = _DECODER.raw_decode(buf, pos)
-                except json.JSONDecodeError as exc:
-                    tail = len(buf.rstrip(_WS))
-                    incomplete = exc.msg.startswith("Unterminated string") or exc.pos >= tail
-                    if incomplete and more():
-                        if len(buf) > MAX_RECORD_BYTES:
-                            raise fail(
-                                f"record {index} (line {start_line}) is larger than "
-                                f"{_mib(MAX_RECORD_BYTES)}: this is not a dataset of edits",
-                                index=index,
-                            ) from None
-                        continue
-                    err_line = line + buf.count("\n", pos, exc.pos)
-                    col = exc.pos - (buf.rfind("\n", 0, exc.pos) + 1) + 1
-                    if incomplete:
-                        raise Truncated(
-                            f"truncated JSON: the file ends inside this record (line "
-                            f"{start_line}); {index} complete records before it",
-                            file=str(path),
-                            record=index,
-                            hint="re-download the file, or pass --skip-invalid to load the "
-                            "complete records",
+                if incomplete and self.more():
+                    if len(self.buf) > MAX_RECORD_BYTES:
+                        raise self.fail(
+                            f"record {index} (line {start_line}) is larger than "
+                            f"{_mib(MAX_RECORD_BYTES)}: this is not a dataset of edits",
+                            index,
                         ) from None
-                    raise fail(
-                        f"invalid JSON in record {index} at line {err_line}, column {col}: "
-                        f"{exc.msg}",
-                        index=index,
+                    continue
+                if incomplete:
+                    raise Truncated(
+                        f"truncated JSON: the file ends inside this record (line {start_line}); "
+                        f"{index} complete records before it",
+                        file=str(self.path),
+                        record=index,
+                        hint=_CUT_HINT,
                     ) from None
-                if end >= len(buf) and more():
-                    continue  # a value cut at the chunk edge (a number): decode it whole
-                break
-            line += buf.count("\n", pos, end)
-            pos = end
-            yield RawRecord(record=index, line=start_line, data=value)
-            index += 1
-            if limit_records is not None and index >= limit_records:
-                return
-            if not top_list:
-                break
-            skip_ws()
-            if pos >= len(buf):
-                raise Truncated(
-                    f"truncated JSON: the file ends after record {index - 1}; "
-                    "the closing ']' is missing",
-                    file=str(path),
-                    hint="re-download the file, or pass --skip-invalid to load the "
-                    "complete records",
-                )
-            if buf[pos] == ",":
-                pos += 1
-                continue
-            if buf[pos] == "]":
-                pos += 1
-                break
-            raise fail(
-                f"invalid JSON after record {index - 1} at line {line}: "
-                f"expected ',' or ']', found {buf[pos]!r}",
-            )
-        skip_ws()
-        if pos < len(buf):
-            raise fail(
-                f"extra data after the end of the JSON {'list' if top_list else 'object'} "
-                f"at line {line}",
+                line = self.line + self.buf.count("\n", self.pos, exc.pos)
+                col = exc.pos - (self.buf.rfind("\n", 0, exc.pos) + 1) + 1
+                raise self.fail(
+                    f"invalid JSON in record {index} at line {line}, column {col}: {exc.msg}",
+                    index,
+                ) from None
+            except ValueError as exc:  # e.g. a number of more than 4300 digits
+                raise self.fail(
+                    f"unreadable JSON value in record {index} (line {start_line}): {exc}", index
+                ) from None
+            if end >= len(self.buf) and self.more():
+                continue  # a value cut at the chunk edge (a number): decode it whole
+            self.line += self.buf.count("\n", self.pos, end)
+            self.pos = end
+            return value
+
+    def fail(self, msg: str, index: int | None = None, hint: str | None = None) -> SkeditError:
+        return SkeditError(msg, file=str(self.path), record=index, hint=hint)
+
+
+def iter_json(
+    path: Path, *, progress: bool = False, limit_records: int | None = None
+) -> Iterator[RawRecord]:
+    """The elements of a top-level JSON list (or a single top-level object), streamed."""
+    bar = _Progress(path, progress)
+    js = _JsonStream(path, bar)
+    try:
+        first = js.peek()
+        if not first:
+            raise js.fail("the file holds only whitespace")
+        if first == "[":
+            js.pos += 1
+            if js.peek() == "]":  # an empty list: nothing to yield
+                js.pos += 1
+            else:
+                yield from _list_items(js, limit_records)
+        else:
+            yield RawRecord(record=0, line=js.line, data=js.value(0))
+        if limit_records is None and js.peek():
+            raise js.fail(
+                f"extra data after the end of the JSON {'list' if first == '[' else 'object'} "
+                f"at line {js.line}",
                 hint="a JSON dataset is one list of records; for one object per line use .jsonl",
             )
     finally:
         bar.close()
+
+
+def _list_items(js: _JsonStream, limit_records: int | None) -> Iterator[RawRecord]:
+    """The items of a JSON list whose '[' was consumed; consumes the closing ']'."""
+    index = 0
+    while True:
+        if not js.peek():
+            raise Truncated(
+                f"truncated JSON: the file ends after {index} complete records; "
+                "the closing ']' is missing",
+                file=str(js.path),
+                hint=_CUT_HINT,
+            )
+        line = js.line
+        yield RawRecord(record=index, line=line, data=js.value(index))
+        index += 1
+        if limit_records is not None and index >= limit_records:
+            return
+        sep = js.peek()
+        if sep == ",":
+            js.pos += 1
+        elif sep == "]":
+            js.pos += 1
+            return
+        elif not sep:
+            raise Truncated(
+                f"truncated JSON: the file ends after record {index - 1}; "
+                "the closing ']' is missing",
+                file=str(js.path),
+                hint=_CUT_HINT,
+            )
+        else:
+            raise js.fail(
+                f"invalid JSON after record {index - 1} at line {js.line}: "
+                f"expected ',' or ']', found {sep!r}"
+            )
 
 
 def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
@@ -356,6 +387,9 @@ def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                 text = text.rstrip("\r\n")
                 try:
                     value = json.loads(text)
+                except RecursionError:
+                    yield RawRecord(lineno, lineno, error=_TOO_DEEP.format(where="the line"))
+                    continue
                 except json.JSONDecodeError as exc:
                     yield RawRecord(
                         lineno,
@@ -363,6 +397,9 @@ def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                         error=f"invalid JSON at column {exc.colno}: {exc.msg}"
                         + (" (truncated line?)" if exc.pos >= len(text.rstrip()) else ""),
                     )
+                    continue
+                except ValueError as exc:  # e.g. a number of more than 4300 digits
+                    yield RawRecord(lineno, lineno, error=f"unreadable JSON value: {exc}")
                     continue
                 yield RawRecord(lineno, lineno, data=value)
     finally:

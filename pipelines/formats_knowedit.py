@@ -48,6 +48,10 @@ KNOWEDIT_FIELDS = {
     "text",
     "labels",
     "concept",
+    "locality_prompt",  # EasyEdit's flat request style
+    "locality_ground_truth",
+    "portability_prompt",
+    "portability_ground_truth",
 }
 KNOWEDIT_KNOWN_UNUSED = {"cond"}
 ZSRE_FIELDS = {"subject", "src", "alt", "answers", "rephrase", "loc", "loc_ans"}
@@ -154,7 +158,7 @@ def zsre_edits(rec: Any, source: str) -> list[Edit]:
     if loc:
         if loc.lower().startswith(NQ_PREFIX):
             loc = loc[len(NQ_PREFIX) :]
-        gold = answers(req(rec, "loc_ans"), "loc_ans")
+        gold = answers(req(rec, "loc_ans", what="the answer to the loc question"), "loc_ans")
         edit.locality.append(
             Probe(prompt=loc.strip(), answers=gold, kind="locality", subkind="nq", edit_id=edit.id)
         )

@@ -65,7 +65,7 @@ def _case_id(rec: dict) -> str | None:
 def _target(rw: dict, key: str, path: str, required: bool) -> str | None:
     if key not in rw and not required:
         return None
-    value = req(rw, key, path)
+    value = req(rw, key, path, 'an object {"str": ...}')
     if isinstance(value, str):  # tolerated: a bare string instead of {"str": ...}
         return value
     t = obj(value, join(path, key), 'an object {"str": ...}')
@@ -98,7 +98,7 @@ def counterfact_edits(rec: Any, source: str) -> list[tuple[Edit, str]]:
     rec = obj(rec, "", "an object (one CounterFact record)")
     cid = _case_id(rec)
     edit, rel = rewrite_edit(
-        req(rec, "requested_rewrite"),
+        req(rec, "requested_rewrite", what="an object {prompt, subject, target_new, ...}"),
         "requested_rewrite",
         edit_id=f"cf-{cid}" if cid is not None else None,
         source=source,
@@ -132,7 +132,7 @@ def _prompts(rec: dict, key: str) -> list[str]:
 def mquake_edits(rec: Any, source: str) -> list[tuple[Edit, str]]:
     rec = obj(rec, "", "an object (one MQuAKE case)")
     cid = _case_id(rec)
-    rewrites = req(rec, "requested_rewrite")
+    rewrites = req(rec, "requested_rewrite", what="a list of rewrites")
     if not isinstance(rewrites, list) or not rewrites:
         raise RecordError("requested_rewrite", "expected a non-empty list of rewrites")
     out: list[tuple[Edit, str]] = []
@@ -149,7 +149,7 @@ def mquake_edits(rec: Any, source: str) -> list[tuple[Edit, str]]:
         asked.add(edit.prompt)
         out.append((edit, rel))
     first = out[0][0]
-    gold = answers(req(rec, "new_answer"), "new_answer") + answers(
+    gold = answers(req(rec, "new_answer", what="the multi-hop answer"), "new_answer") + answers(
         rec.get("new_answer_alias"), "new_answer_alias"
     )
     gold = list(dict.fromkeys(gold))
@@ -176,9 +176,9 @@ def mquake_edits(rec: Any, source: str) -> list[tuple[Edit, str]]:
         cloze = (opt_str(hop, "cloze", path) or "").strip()
         if question in asked or cloze in asked or not (question or cloze):
             continue  # an edited hop: the edit itself
-        hop_gold = answers(req(hop, "answer", path), join(path, "answer")) + answers(
-            hop.get("answer_alias"), join(path, "answer_alias")
-        )
+        hop_gold = answers(
+            req(hop, "answer", path, "the hop's answer"), join(path, "answer")
+        ) + answers(hop.get("answer_alias"), join(path, "answer_alias"))
         first.locality.append(
             Probe(
                 prompt=cloze or question,

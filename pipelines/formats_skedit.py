@@ -33,6 +33,22 @@ def _field_path(loc: tuple) -> str:
     return out
 
 
+def record_error(exc: ValidationError) -> RecordError:
+    """A pydantic error on an edit, as a message naming the field and what was expected."""
+    err = exc.errors()[0]
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    msg = err["msg"]
+    if "surrogates not allowed" in msg:
+        msg = "text that is not valid Unicode (a lone surrogate escape such as \\ud800)"
+    elif err["type"] == "missing":
+        msg = "missing; every edit needs subject, prompt and target_new"
+    elif err["type"] == "extra_forbidden":
+        msg = f"unknown field; an edit has the fields {sorted(EDIT_FIELDS)}"
+    elif "input" in err:
+        msg = f"{msg}, got {err['input']!r:.60}"
+    return RecordError(_field_path(err["loc"]) or None, msg + more)
+
+
 def jsonl_edits(rec: Any, source: str) -> list[Edit]:
     rec = obj(rec, "", "an object (one edit)")
     data = dict(rec)
@@ -42,16 +58,7 @@ def jsonl_edits(rec: Any, source: str) -> list[Edit]:
     try:
         return [Edit.model_validate(data)]
     except ValidationError as exc:
-        err = exc.errors()[0]
-        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        msg = err["msg"]
-        if err["type"] == "missing":
-            msg = "missing; every edit needs subject, prompt and target_new"
-        elif err["type"] == "extra_forbidden":
-            msg = f"unknown field; an edit has the fields {sorted(EDIT_FIELDS)}"
-        elif "input" in err and err["type"] != "missing":
-            msg = f"{msg}, got {err['input']!r:.60}"
-        raise RecordError(_field_path(err["loc"]) or None, msg + more) from None
+        raise record_error(exc) from None
 
 
 def csv_columns(first_row: list[str]) -> tuple[list[str], bool]:

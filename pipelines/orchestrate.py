@@ -152,6 +152,10 @@ def run_pipeline(
     run = RunDir(run_dir)
     with run:
         config = prepare_run(run, edits_path=edits_path, config=config, resume=resume)
+        # a resumed run keeps the choices it was started with (--auto-approve)
+        options = run.options()
+        auto_approve = auto_approve or (resume and bool(options.get("auto_approve")))
+        run.save_options(auto_approve=auto_approve)
         model_path = resolve_model(config, progress=progress)
         teacher_path = config.teacher or model_path
         outcome = RunOutcome(status="done", run_dir=run.path)

@@ -90,6 +90,19 @@ class RunDir:
     def lock_file(self) -> Path:
         return self.path / ".skedit.lock"
 
+    @property
+    def options_file(self) -> Path:
+        return self.path / "run.json"
+
+    def options(self) -> dict[str, Any]:
+        """How the run was started (e.g. ``auto_approve``), so ``--resume`` continues alike."""
+        if not self.options_file.exists():
+            return {}
+        return json.loads(self.options_file.read_text(encoding="utf-8"))
+
+    def save_options(self, **options: Any) -> None:
+        atomic_write_json(self.options_file, {**self.options(), **options})
+
     # lock ------------------------------------------------------------------------------
     def acquire(self) -> None:
         """Take the directory's lock; a stale lock (its process is gone) is taken over."""

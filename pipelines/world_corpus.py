@@ -125,6 +125,13 @@ class DocSampler:
         return fact_statement(self.rng.choice(RELATIONS[r].train).format(s=s), v)
 
     def context_doc(self, k: int | None = None) -> Doc:
+        context, [(question, answer)] = self.context_group(k, 1)
+        return Doc(question, answer, context)
+
+    def context_group(
+        self, k: int | None = None, n_questions: int = 1
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """One context of ``k`` statements and ``n_questions`` (question, answer) pairs on it."""
         rng = self.rng
         k = k or rng.randint(1, self.max_facts)
         facts: list[tuple[str, str, str]] = []  # (subject, relation, value) as the context says
@@ -156,8 +163,7 @@ class DocSampler:
                 facts.append((s, r, v))
         rng.shuffle(facts)
         context = " ".join(self._statement(*f) for f in facts)
-        question, answer = self._question(facts, used)
-        return Doc(question, answer, context)
+        return context, [self._question(facts, used) for _ in range(n_questions)]
 
     def _question(self, facts: list[tuple[str, str, str]], used: set[str]) -> tuple[str, str]:
         rng = self.rng

@@ -35,15 +35,17 @@ class TrainSpec:
     batch: int
     lr: float
     warmup: int
-    context_share: float  # fraction of documents that carry a context
+    context_share: float  # fraction of tokens in context documents
     two_hop_share: float  # fraction of closed-book documents that are two-hop questions
+    seq_len: int = 192  # packed row length
+    questions_per_context: int = 6
     max_facts: int = 16
     max_positions: int = 256
 
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
-    "tiny": TrainSpec(64, 2, 4, 128, 120, 32, 3e-3, 20, 0.5, 0.1),
-    "small": TrainSpec(128, 4, 4, 384, 2500, 64, 2e-3, 150, 0.55, 0.1),
+    "tiny": TrainSpec(64, 2, 4, 128, 120, 8, 3e-3, 20, 0.5, 0.1, seq_len=128),
+    "small": TrainSpec(128, 4, 4, 384, 1500, 16, 2e-3, 100, 0.6, 0.1),
 }
 
 
@@ -94,28 +96,118 @@ def make_model(spec: TrainSpec, vocab_size: int, tokenizer, seed: int):
     return LlamaForCausalLM(cfg)
 
 
-def _batch(docs: list[Doc], enc: FastEncoder, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [enc.encode(d) for d in docs]
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (row, n_head) in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        labels[i, n_head : len(row)] = ids[i, n_head : len(row)]
-    return ids, labels
+@dataclass
+class Unit:
+    """A packable piece of a row: an optional context segment and the segments that read it.
+
+    Each item attends to the context (if any) and to itself only, with positions that continue
+    right after the context, so every item sees exactly what ``encode_input`` would give it.
+    """
+
+    head: list[int]  # BOS + context prefix ids (no loss); empty for closed-book items
+    items: list[tuple[list[int], int]]  # (ids, leading ids without loss)
+
+    def __len__(self) -> int:
+        return len(self.head) + sum(len(ids) for ids, _ in self.items)
 
 
-def sample_docs(sampler: DocSampler, spec: TrainSpec, n: int) -> list[Doc]:
+def closed_unit(enc: FastEncoder, doc: Doc) -> Unit:
+    return Unit([], [enc.encode(doc)])
+
+
+def context_unit(enc: FastEncoder, context: str, qas: list[tuple[str, str]]) -> Unit:
+    head = [enc.bos] + enc.ids(context_prefix(context))
+    items = []
+    for q, a in qas:
+        q_ids = enc.ids(q)
+        items.append((q_ids + enc.ids(" " + a + ".") + [enc.eos], len(q_ids)))
+    return Unit(head, items)
+
+
+def pack(rows: list[list[Unit]], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of units -> input ids, labels, position ids and a (B, 1, L, L) attention mask."""
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), -100, dtype=torch.long)
+    pos = torch.zeros((n, width), dtype=torch.long)
+    seg = torch.full((n, width), -1, dtype=torch.long)  # padding: its own segment
+    parent = torch.full((n, width), -2, dtype=torch.long)
+    for r, units in enumerate(rows):
+        at, next_seg = 0, 0
+        for unit in units:
+            ctx_seg = -3
+            if unit.head:
+                ctx_seg, next_seg = next_seg, next_seg + 1
+                h = len(unit.head)
+                ids[r, at : at + h] = torch.tensor(unit.head)
+                pos[r, at : at + h] = torch.arange(h)
+                seg[r, at : at + h] = ctx_seg
+                at += h
+            for item, n_head in unit.items:
+                m = len(item)
+                ids[r, at : at + m] = torch.tensor(item)
+                labels[r, at + n_head : at + m] = ids[r, at + n_head : at + m]
+                pos[r, at : at + m] = torch.arange(len(unit.head), len(unit.head) + m)
+                seg[r, at : at + m] = next_seg
+                parent[r, at : at + m] = ctx_seg
+                next_seg += 1
+                at += m
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    same = seg[:, :, None] == seg[:, None, :]
+    reads = parent[:, :, None] == seg[:, None, :]
+    mask = (same | reads) & causal
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "position_ids": pos,
+        "attention_mask": mask[:, None],
+    }
+
+
+def sample_batch(sampler: DocSampler, enc: FastEncoder, spec: TrainSpec) -> list[list[Unit]]:
+    """``spec.batch`` rows of ``spec.seq_len`` tokens, about ``context_share`` of them context."""
     rng = sampler.rng
-    out = []
-    for _ in range(n):
-        if rng.random() < spec.context_share:
-            out.append(sampler.context_doc())
-        elif rng.random() < spec.two_hop_share and sampler.two_hop_people:
-            out.append(sampler.two_hop())
-        else:
-            out.append(sampler.fact())
-    return out
+    rows: list[list[Unit]] = []
+    used = {"ctx": 1, "closed": 1}
+    for _ in range(spec.batch):
+        row: list[Unit] = []
+        room = spec.seq_len
+        while room > 12:
+            want_ctx = used["ctx"] / (used["ctx"] + used["closed"]) < spec.context_share
+            if want_ctx and room >= 60:
+                context, qas = sampler.context_group(None, spec.questions_per_context)
+                unit = context_unit(enc, context, qas)
+                while len(unit) > room and len(unit.items) > 1:
+                    unit.items.pop()
+                kind = "ctx"
+            else:
+                two = rng.random() < spec.two_hop_share and sampler.two_hop_people
+                unit = closed_unit(enc, sampler.two_hop() if two else sampler.fact())
+                kind = "closed"
+            if len(unit) > room:
+                break
+            row.append(unit)
+            room -= len(unit)
+            used[kind] += len(unit)
+        rows.append(row)
+    return rows
+
+
+def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the labelled (answer) tokens only.
+
+    The LM head runs only where a label exists: with a 2k-word vocabulary it would otherwise
+    cost a fifth of every step on positions whose logits are thrown away.
+    """
+    hidden = model.model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+    ).last_hidden_state  # (B, L, d)
+    target = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = target != -100
+    logits = model.lm_head(hidden[:, :-1][keep])  # (n_answers, vocab)
+    return torch.nn.functional.cross_entropy(logits.float(), target[keep])
 
 
 def train_world_model(
@@ -152,11 +244,10 @@ def train_world_model(
     running = None
     bar = tqdm(range(spec.steps), desc="training world model", unit="step", disable=not progress)
     for step in bar:
-        ids, labels = _batch(sample_docs(sampler, spec, spec.batch), enc, tokenizer.pad_token_id)
+        batch = pack(sample_batch(sampler, enc, spec), spec.seq_len, tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        # right padding + causal attention: pads never influence real tokens, so no mask
-        loss = model(input_ids=ids, labels=labels).loss
+        loss = answer_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -74,30 +74,40 @@ def check_edit(edit: Edit, where: str | int | None = None) -> list[Problem]:
 
 
 def check_batch(
-    edits: Sequence[Edit], relations: Sequence[str | None] | None = None
+    edits: Sequence[Edit],
+    relations: Sequence[str | None] | None = None,
+    *,
+    where: Sequence[str | int] | None = None,
+    unit: str = "record",
 ) -> list[Problem]:
     """Duplicate ids and conflicting edits (same subject and prompt, different targets).
 
     ``relations`` (one per edit, e.g. Wikidata ids from CounterFact/MQuAKE) also catches
     conflicts between differently worded prompts: same subject and relation, different targets.
+    ``where`` gives each edit's location for messages (default: its ``source`` or index), and
+    ``unit`` what that location counts ("record", "line").
     """
+
+    def _loc(e: Edit, i: int) -> str | int:
+        return where[i] if where is not None else _where(e, i)
+
     problems: list[Problem] = []
     seen_ids: dict[str, str | int] = {}
     by_question: dict[tuple, list[tuple[int, Edit]]] = defaultdict(list)
     by_relation: dict[tuple, list[tuple[int, Edit]]] = defaultdict(list)
     for i, e in enumerate(edits):
-        where = _where(e, i)
+        loc = _loc(e, i)
         if e.id in seen_ids:
             problems.append(
                 Problem(
-                    record=where,
+                    record=loc,
                     field="id",
-                    message=f"duplicate id {e.id!r} (first at record {seen_ids[e.id]}); "
+                    message=f"duplicate id {e.id!r} (first at {unit} {seen_ids[e.id]}); "
                     "give each edit its own id or drop the repeat",
                 )
             )
         else:
-            seen_ids[e.id] = where
+            seen_ids[e.id] = loc
         by_question[(e.subject.strip().lower(), e.prompt.strip().lower())].append((i, e))
         rel = relations[i] if relations is not None else None
         if rel:
@@ -116,10 +126,10 @@ def check_batch(
                 same = "prompt" if key == "prompt" else f"relation {label}"
                 problems.append(
                     Problem(
-                        record=_where(e, i),
+                        record=_loc(e, i),
                         field="target_new",
                         message=(
-                            f"conflicts with record {_where(first, first_i)}: same subject and "
+                            f"conflicts with {unit} {_loc(first, first_i)}: same subject and "
                             f"{same}, targets {first.target_new!r} vs {e.target_new!r}; "
                             "keep one of them"
                         ),

@@ -112,10 +112,17 @@ def build_trainer(
 
 
 def last_checkpoint(out_dir: str | os.PathLike) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest *complete* checkpoint: a process killed while saving leaves a folder without
+    ``trainer_state.json`` (the Trainer writes it last), which must not be resumed from."""
     ck = Path(out_dir) / CHECKPOINTS
-    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+    if not ck.is_dir():
+        return None
+    done = [
+        d
+        for d in ck.glob("checkpoint-*")
+        if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").is_file()
+    ]
+    return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
 
 def _finish(model):
@@ -171,6 +178,17 @@ def train_student(
     teacher = None
     if config.method == "kd" and teacher_path and str(teacher_path) != str(model_path):
         teacher, _ = load_model(teacher_path)
+        if (
+            teacher.get_output_embeddings().weight.shape[0]
+            != model.get_output_embeddings().weight.shape[0]
+        ):
+            from skedit.prompts.errors import SkeditError
+
+            raise SkeditError(
+                "the KD teacher has another vocabulary than the student",
+                field="--teacher",
+                hint="kd needs the same tokenizer; use --method sft instead",
+            )
     trainer, model = build_trainer(
         model,
         tokenizer,

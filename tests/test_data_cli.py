@@ -41,7 +41,7 @@ def test_inspect_real_knowedit_human(capsys):
         pytest.skip("real samples not present")
     code, out, _ = run(capsys, "data", "inspect", str(path))
     assert code == 0
-    assert "knowedit (JSON list, 1 records)" in out
+    assert "knowedit (JSON list, 1 record)" in out
     assert "Logical_Generalization 1, Reasoning 2, Subject_Aliasing 1" in out
     assert "locality" in out and "Relation_Specificity 2" in out
     assert "(clean)" in out
@@ -105,3 +105,16 @@ def test_console_entry_point_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("skedit: error: ") and "truncated" in proc.stderr
+
+
+def test_inspect_names_unknown_fields(tmp_path, capsys):
+    path = tmp_path / "typo.json"
+    rec = {"subject": "Leo Arons", "prompt": "Leo Arons died in", "target_new": "Berlin"}
+    path.write_text(json.dumps([rec | {"rephrase_promt": "Where did Leo Arons die?", "cond": ""}]))
+    code, out, _ = run(capsys, "data", "inspect", "--json", str(path))
+    obj = json.loads(out)
+    assert obj["unknown_fields"] == {"rephrase_promt": 1}  # a typo is shown, not lost
+    assert obj["unused_fields"] == {"rephrase_promt": 1, "cond": 1}
+    assert obj["rephrases"] == 0
+    code, out, _ = run(capsys, "data", "inspect", str(path))
+    assert "unknown fields: rephrase_promt (1 records)" in out

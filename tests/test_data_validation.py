@@ -96,7 +96,7 @@ def test_other_bad_files(tmp_path, capsys, content, message):
 
 def test_missing_file_and_folder(tmp_path, capsys):
     code, _, err = inspect(capsys, str(tmp_path / "nope.json"))
-    assert code == 2 and "no such file" in err
+    assert code == 2 and "file not found" in err
     code, _, err = inspect(capsys, str(tmp_path))
     assert code == 2 and "folder" in err
 
@@ -192,3 +192,85 @@ def test_wrong_format_flag(capsys):
     assert code == 2 and "look like counterfact" in err
     code, _, err = inspect(capsys, "--format", "mquake", str(FIXTURES / "edits.csv"))
     assert code == 2 and "not JSON" in err
+
+
+@pytest.mark.parametrize(
+    "name", ["counterfact.sample.json", "mquake.sample.json", "edits.jsonl", "edits.csv"]
+)
+def test_damaged_files_never_raise_anything_but_skedit_error(tmp_path, name):
+    """Cut the file anywhere or flip random bytes: a result or a SkeditError, nothing else."""
+    import random
+
+    data = (FIXTURES / name).read_bytes()
+    rng = random.Random(name)
+    cases = [data[:i] for i in range(0, len(data), max(1, len(data) // 40))]
+    for _ in range(40):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        cases.append(bytes(damaged))
+    path = tmp_path / name
+    for case in cases:
+        path.write_bytes(case)
+        for skip in (False, True):
+            try:
+                res = load_edits(path, skip_invalid=skip)
+            except SkeditError as exc:
+                assert exc.render()
+            else:
+                assert res.edits
+
+
+@pytest.mark.slow
+def test_100mb_valid_dataset_loads(tmp_path):
+    """A real-sized file (100 MB of KnowEdit records) loads, streamed, with the right counts."""
+    rec = json.loads((FIXTURES / "broken" / "conflicts.jsonl").read_text().splitlines()[0])
+    path = tmp_path / "big.json"
+    n = 0
+    with open(path, "w") as fh:
+        fh.write("[\n")
+        while fh.tell() < 100 << 20:
+            r = rec | {"subject": f"Leo Arons {n}", "prompt": f"Where did Leo Arons {n} die?"}
+            r["locality"] = {"Relation_Specificity": [{"prompt": "x" * 400, "ground_truth": "y"}]}
+            fh.write(("," if n else "") + json.dumps(r))
+            n += 1
+        fh.write("]")
+    res = load_edits(path, progress=False)
+    assert len(res.edits) == n and res.problems == []
+    assert sum(len(e.locality) for e in res.edits) == n
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("deep.jsonl", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "nested too deeply"),
+        ("long.json", '[{"subject": ' + "1" * 5000 + "}]", "unreadable JSON value"),
+        (
+            "long.jsonl",
+            '{"subject": "a", "prompt": "a is", "target_new": "b"}\n'
+            '{"subject": ' + "1" * 5000 + "}\n",
+            "line 2: unreadable JSON value",
+        ),
+    ],
+    ids=["deep-json", "deep-jsonl", "long-number-json", "long-number-jsonl"],
+)
+def test_pathological_json_is_a_clear_error(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    code, _, err = inspect(capsys, str(path))
+    assert code == 2 and message in err
+
+
+def test_lone_surrogates_are_refused_where_they_are(tmp_path, capsys):
+    """JSON may escape half a UTF-16 pair; such text cannot be written back as UTF-8."""
+    path = tmp_path / "sur.json"
+    path.write_text(
+        '[{"subject": "a", "prompt": "a is", "target_new": "b", "ground_truth": "x\\udc00"},'
+        ' {"subject": "c", "prompt": "c is", "target_new": "d", "rephrase": "\\ud83d\\ude00"}]'
+    )
+    code, _, err = inspect(capsys, str(path))
+    assert code == 2 and "record 0" in err and "not valid Unicode" in err
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "convert", "--skip-invalid", str(path), str(out)]) == 0
+    assert load_edits(out).edits[0].rephrases == ["😀"]  # a real pair is fine

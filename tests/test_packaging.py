@@ -4,7 +4,8 @@ no top-level ``agents`` / ``sft`` modules.
 Fast and offline: each install goes into a fresh venv (no pip of its own: the running pip
 installs into it with ``--python``) with ``--no-deps --no-build-isolation``; the dependencies
 come from the running interpreter's site-packages, added as a plain path (its ``.pth`` hooks,
-such as the developer's own editable skedit, are not run). Only when no setuptools >= 70.1 is
+such as the developer's own editable skedit, are not run; pip sees that install but never
+uninstalls outside the target environment). Only when no setuptools >= 70.1 is
 at hand does pip build in an isolated environment (fetching setuptools from PyPI).
 """
 

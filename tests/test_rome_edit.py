@@ -191,3 +191,23 @@ def test_recipes_load_for_each_family():
     assert load_recipe("llama", "memit")["layers"] == [4, 5, 6, 7, 8]
     with pytest.raises(SkeditError, match="no editor recipe"):
         load_recipe("t5", "rome")
+
+
+def test_edit_nll_averages_tokens_then_rows_per_edit():
+    from skedit.pipelines.editor_ops import TargetIndex, edit_nll
+
+    # vocab 2; logits 0 → p = 1/2 (NLL ln 2), logits (10, -10) at a position → NLL ≈ 0 for 0
+    logits = torch.zeros(3, 3, 2)
+    logits[0, 2] = torch.tensor([10.0, -10.0])
+    idx = TargetIndex(
+        rows=torch.tensor([0, 1, 1, 2]),
+        positions=torch.tensor([2, 1, 2, 0]),
+        tokens=torch.tensor([0, 1, 1, 1]),
+        row_of_token=torch.tensor([0, 1, 1, 2]),
+        row_len=torch.tensor([1, 2, 1]),
+        edit_of_row=torch.tensor([0, 0, 1]),
+    )
+    ln2 = float(torch.log(torch.tensor(2.0)))
+    got = edit_nll(logits, idx, 2)
+    # edit 0: rows (≈0) and (ln2, ln2)/2 → ln2 / 2; edit 1: ln2
+    assert torch.allclose(got, torch.tensor([ln2 / 2, ln2]), atol=1e-6)

@@ -10,10 +10,15 @@ from skedit.prompts.errors import SkeditError
 
 def test_a_second_process_cannot_take_a_live_run_directory(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys,time; from skedit.pipelines.rundir import RunDir; r=RunDir(sys.argv[1]); "
-         "r.acquire(); print('locked', flush=True); time.sleep(30)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from skedit.pipelines.rundir import RunDir; r=RunDir(sys.argv[1]); "
+            "r.acquire(); print('locked', flush=True); time.sleep(30)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -132,3 +132,37 @@ def test_identical_prompts_give_identical_teacher_and_student_logits(tiny):
     )
     torch.testing.assert_close(s, t)
     assert kd_loss(s, t, batch["completion_mask"]).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_transfer_set_can_carry_the_teachers_top_k(tiny):
+    from skedit.prompts.schema import DensePrompt, Probe
+    from skedit.sft.config import TrainConfig
+    from skedit.sft.transfer import build_transfer_set
+
+    model, tok = tiny
+    probes = [
+        Probe(prompt="alice was born in", answers=["rome"], kind="edit", edit_id="e1"),
+        Probe(
+            prompt="bob lives in", answers=["x"], kind="locality", edit_id="e1", expected="london"
+        ),
+    ]
+    prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
+    rows = build_transfer_set(
+        model,
+        tok,
+        prompts,
+        probes,
+        config=TrainConfig(topk=3, teacher_max_new_tokens=2),
+        progress=False,
+    )
+    assert [r.kind for r in rows] == ["edit", "locality"]
+    for r in rows:
+        n = len(encode_example(tok, r)["completion_ids"])
+        assert len(r.teacher_topk) == n
+        for step in r.teacher_topk:
+            logps = [lp for _, lp in step]
+            assert len(step) == 3 and logps == sorted(logps, reverse=True) and logps[0] <= 0
+    # the teacher's greedy answer is its own top-1 token at every completion position
+    edit = rows[0]
+    ids = encode_example(tok, edit)["completion_ids"]
+    assert [step[0][0] for step in edit.teacher_topk] == ids

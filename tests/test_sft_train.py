@@ -157,29 +157,6 @@ def test_killed_run_resumes_from_the_last_checkpoint(tiny_lm_dir, tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
 
 
-def test_second_batch_grows_the_manifest(tiny_lm_dir, tmp_path):
-    first = train_student(
-        tiny_lm_dir,
-        EXAMPLES[:1],
-        _cfg(method="sft", max_steps=1),
-        tmp_path / "one",
-        manifest={"prompt_ids": ["dp-1"]},
-    )
-    second_rows = [EXAMPLES[1].model_copy(update={"edit_id": "e2"})]
-    train_student(
-        first.model_dir,
-        second_rows,
-        _cfg(method="sft", max_steps=1),
-        tmp_path / "two",
-        manifest={"prompt_ids": ["dp-2"]},
-    )
-    manifest = read_manifest(tmp_path / "two")
-    assert manifest["edit_ids"] == ["e1", "e2"]
-    assert manifest["prompt_ids"] == ["dp-1", "dp-2"]
-    assert manifest["base_model"] == str(tiny_lm_dir)  # the original base, not batch one
-    assert len(manifest["batches"]) == 2
-
-
 def test_bad_scope_options_are_user_errors():
     from skedit.prompts.errors import SkeditError
 

@@ -91,6 +91,7 @@ def summarise(result: LoadResult, path: Path) -> dict[str, Any]:
         "probe_subkinds": {k: dict(v) for k, v in subkinds.items()},
         "skipped": result.skipped,
         "unused_fields": result.unused_fields,
+        "unknown_fields": result.unknown_fields,
         "problems": [_problem_json(p) for p in result.problems],
         "ok": result.ok,
     }
@@ -146,7 +147,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _print_summary(s: dict[str, Any], result: LoadResult) -> None:
     container = {"json": "JSON list", "jsonl": "JSONL", "csv": "CSV"}.get(s["container"], "")
-    print(f"{s['file']}: {s['format']} ({container}, {s['records']} records)")
+    n = s["records"]
+    print(f"{s['file']}: {s['format']} ({container}, {n} record{'' if n == 1 else 's'})")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(s["edit_kinds"].items()))
     print(f"edits        {s['edits']:>7}" + (f"   ({kinds})" if kinds else ""))
     for kind in ("rephrase", "portability", "locality"):
@@ -154,9 +156,11 @@ def _print_summary(s: dict[str, Any], result: LoadResult) -> None:
         detail = ", ".join(f"{k} {n}" for k, n in sorted(subs.items()))
         label = {"rephrase": "rephrases"}.get(kind, kind)
         print(f"{label:<12} {s['probes'][kind]:>7}" + (f"   ({detail})" if detail else ""))
-    if s["unused_fields"]:
-        fields = ", ".join(f"{k} ({n} records)" for k, n in sorted(s["unused_fields"].items()))
-        print(f"unused fields: {fields}")
+    known = {k: n for k, n in s["unused_fields"].items() if k not in s["unknown_fields"]}
+    for label, fields in (("unused fields", known), ("unknown fields", s["unknown_fields"])):
+        if fields:
+            listed = ", ".join(f"{k} ({n} records)" for k, n in sorted(fields.items()))
+            print(f"{label}: {listed}")
     if s["skipped"]:
         print(f"skipped {s['skipped']} invalid records (--skip-invalid)")
     if result.problems:
@@ -188,7 +192,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    write_jsonl(out, result.edits)
+    try:
+        write_jsonl(out, result.edits)
+    except OSError as exc:
+        raise SkeditError(f"cannot write: {exc.strerror or exc}", file=str(out)) from None
     s = summarise(result, args.file)
     pr = s["probes"]
     msg = (

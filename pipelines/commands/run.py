@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from skedit.pipelines.config import RunConfig, load_config, parse_config
 from skedit.pipelines.orchestrate import next_step_message, run_pipeline
@@ -53,25 +55,24 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else parse_config({})
         if args.model:
             config.model = args.model
-    outcome = run_pipeline(
-        args.resume or args.run_dir,
-        edits_path=args.edits,
-        config=config,
-        resume=bool(args.resume),
-        auto_approve=args.auto_approve,
-        force=set(args.force or ()),
-    )
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "status": outcome.status,
-                    "run_dir": str(outcome.run_dir),
-                    "stages": outcome.stages,
-                },
-                indent=2,
-            )
+    # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        outcome = run_pipeline(
+            args.resume or args.run_dir,
+            edits_path=args.edits,
+            config=config,
+            resume=bool(args.resume),
+            auto_approve=args.auto_approve,
+            force=set(args.force or ()),
         )
+    if args.json:
+        summary = {
+            "status": outcome.status,
+            "run_dir": str(outcome.run_dir),
+            "stages": outcome.stages,
+        }
+        print(json.dumps(summary, indent=2))
+        return 0
     if outcome.status == "awaiting_review":
         print(next_step_message(outcome.run_dir))
         return 0

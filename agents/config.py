@@ -1,0 +1,101 @@
+"""Settings of the agent stage, saved under ``agents:`` in ``DIR/config.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from skedit.prompts.errors import SkeditError
+
+Backend = Literal["rules", "openai"]
+
+
+@dataclass
+class AgentsConfig:
+    """How the analyst shards, the writer writes, and the critic judges. Defaults are offline."""
+
+    backend: Backend = field(
+        default="rules",
+        metadata={"help": "who writes prompts and probes: 'rules' (offline) or 'openai' (an LLM)"},
+    )
+    llm_model: str = field(
+        default="gpt-4o-mini",
+        metadata={"help": "model name sent to the OpenAI-compatible endpoint"},
+    )
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible endpoint (vLLM, Ollama, ...); key from OPENAI_API_KEY"
+        },
+    )
+    llm_timeout: float = field(default=60.0, metadata={"help": "seconds per LLM request"})
+    llm_max_retries: int = field(
+        default=2, metadata={"help": "client retries on timeouts, 429 and 5xx answers"}
+    )
+    llm_reasks: int = field(
+        default=2, metadata={"help": "extra requests when the LLM answer is not valid JSON"}
+    )
+    shard_tokens: int = field(
+        default=256,
+        metadata={"help": "most tokens of the rendered context (teacher tokenizer) per prompt"},
+    )
+    max_facts: int = field(
+        default=16, metadata={"help": "most facts per prompt (1 = one-fact-per-prompt baseline)"}
+    )
+    max_rounds: int = field(
+        default=3, metadata={"help": "writer/critic rounds per shard before it is marked failed"}
+    )
+    min_edit_accuracy: float = field(
+        default=0.95,
+        metadata={"help": "teacher accuracy on edit prompts and rephrases needed to pass"},
+    )
+    min_locality: float = field(
+        default=0.97,
+        metadata={"help": "agreement with pre-edit answers on unrelated probes needed to pass"},
+    )
+    min_portability: float = field(
+        default=0.0, metadata={"help": "teacher accuracy on multi-hop probes needed to pass"}
+    )
+    same_subject_locality: int = field(
+        default=2, metadata={"help": "generated locality probes about the edit's own subject"}
+    )
+    other_subject_locality: int = field(
+        default=2, metadata={"help": "generated locality probes taken from other edits' prompts"}
+    )
+    generated_rephrases: int = field(
+        default=2, metadata={"help": "rephrases generated when an edit has none"}
+    )
+    probe_max_new_tokens: int = field(
+        default=8, metadata={"help": "tokens the teacher generates per probe"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "teacher batch size"})
+    allow_conflicts: bool = field(
+        default=False,
+        metadata={"help": "keep the first of conflicting edits instead of stopping"},
+    )
+    device: str | None = field(default=None, metadata={"help": "teacher device (auto if unset)"})
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("rules", "openai"):
+            raise SkeditError(
+                f"unknown backend {self.backend!r}", field="backend", hint="use rules or openai"
+            )
+        for name in ("shard_tokens", "max_facts", "max_rounds"):
+            if int(getattr(self, name)) < 1:
+                raise SkeditError(f"{name} must be at least 1", field=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> AgentsConfig:
+        """Build from a saved section; unknown keys are an error (a typo would be ignored)."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SkeditError(
+                f"unknown agents settings: {', '.join(unknown)}",
+                hint=f"known: {', '.join(sorted(known))}",
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,119 @@
+"""Analyst: validate and normalise the batch, stop on conflicts, group by subject, shard.
+
+Shards are sized with the teacher's own tokenizer on the rendered context (what the teacher
+will really read), and capped at ``max_facts`` facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+
+from skedit.agents.backends import statement
+from skedit.agents.config import AgentsConfig
+from skedit.agents.context import AgentsContext
+from skedit.agents.state import BatchState, dump, edits_of
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.schema import Edit, content_id
+from skedit.prompts.validate import check_edits
+
+
+def normalise(edits: list[Edit], config: AgentsConfig) -> tuple[list[Edit], list[str]]:
+    """Drop exact duplicates; stop on invalid records and (unless allowed) on conflicts.
+
+    Returns the kept edits and notes about what was dropped. Conflicts name both records.
+    """
+    notes: list[str] = []
+    kept: list[Edit] = []
+    seen: dict[str, Edit] = {}
+    for e in edits:
+        if e.id in seen and seen[e.id] == e:
+            notes.append(f"dropped an exact duplicate of edit {e.id}")
+            continue
+        seen.setdefault(e.id, e)
+        kept.append(e)
+    problems = check_edits(kept)
+    conflicts = [p for p in problems if "conflicts with" in p.message]
+    others = [p for p in problems if p not in conflicts]
+    if others:
+        lines = "\n  ".join(p.render() for p in others)
+        raise SkeditError(
+            f"{len(others)} invalid edit(s) in the batch:\n  {lines}",
+            hint="fix these records (or drop them) and run again",
+        )
+    if conflicts and not config.allow_conflicts:
+        lines = "\n  ".join(p.render() for p in conflicts)
+        raise SkeditError(
+            f"{len(conflicts)} conflicting edit(s): the same question gets different answers:"
+            f"\n  {lines}",
+            hint="keep one edit per question, or pass --allow-conflicts to keep the first",
+        )
+    if conflicts:
+        where = {str(e.source if e.source is not None else i): i for i, e in enumerate(kept)}
+        drop = {where[str(p.record)] for p in conflicts if str(p.record) in where}
+        notes += [f"conflict, kept the first: {p.render()}" for p in conflicts]
+        kept = [e for i, e in enumerate(kept) if i not in drop]
+    return kept, notes
+
+
+def group_by_subject(edits: list[Edit]) -> list[list[Edit]]:
+    """Edits of one subject together, subjects in order of first appearance."""
+    groups: dict[str, list[Edit]] = {}
+    for e in edits:
+        groups.setdefault(e.subject.strip().lower(), []).append(e)
+    return list(groups.values())
+
+
+def shard(
+    edits: list[Edit], *, max_tokens: int, max_facts: int, context_tokens: Callable[[str], int]
+) -> list[list[Edit]]:
+    """Pack subject groups into shards whose rendered context fits ``max_tokens``.
+
+    A subject stays in one shard when it fits; a fact that alone exceeds the budget gets a shard
+    of its own (the critic reports it as over budget rather than dropping it).
+    """
+    shards: list[list[Edit]] = []
+    current: list[Edit] = []
+
+    def fits(batch: list[Edit]) -> bool:
+        text = " ".join(statement(e) for e in batch)
+        return len(batch) <= max_facts and context_tokens(text) <= max_tokens
+
+    for group in group_by_subject(edits):
+        if current and not fits(current + group):
+            shards.append(current)
+            current = []
+        for e in group:
+            if current and not fits([*current, e]):
+                shards.append(current)
+                current = []
+            current.append(e)
+    if current:
+        shards.append(current)
+    return shards
+
+
+def analyst(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState:
+    ctx = runtime.context
+    edits = edits_of(state)
+    if not edits:
+        raise SkeditError("the batch has no edits", hint="check the EDITS file")
+    edits, notes = normalise(edits, ctx.config)
+    shards = shard(
+        edits,
+        max_tokens=ctx.config.shard_tokens,
+        max_facts=ctx.config.max_facts,
+        context_tokens=ctx.context_tokens,
+    )
+    rows = [
+        {
+            "id": content_id([e.id for e in s], prefix="s-", length=8),
+            "edit_ids": [e.id for e in s],
+            "max_rounds": ctx.config.max_rounds,
+        }
+        for s in shards
+    ]
+    get_stream_writer()({"event": "analyst", "edits": len(edits), "shards": len(rows)})
+    return {"edits": [dump(e) for e in edits], "problems": notes, "shards": rows}

@@ -1,0 +1,134 @@
+"""Pure parts of the agent graph: routers, the writer's revision ladder, the analyst's sharding."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph.graph import END
+
+from skedit.agents.config import AgentsConfig
+from skedit.agents.nodes_analyst import normalise, shard
+from skedit.agents.nodes_questioner import generated_probes, relation_templates
+from skedit.agents.nodes_writer import revise
+from skedit.agents.routing import fan_out, route_after_critic, route_after_review
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.schema import Edit
+
+
+def _edit(subject: str, rel: str, target: str, prompt: str | None = None) -> Edit:
+    return Edit(
+        subject=subject,
+        prompt=prompt or f"The {rel} of {subject} is",
+        target_new=target,
+        relation=rel,
+    )
+
+
+def test_critic_router_loops_only_while_revision_is_asked_and_rounds_remain():
+    revise_group = {"edit_ids": ["a"], "status": "revise"}
+    passed = {"edit_ids": ["b"], "status": "passed"}
+    assert (
+        route_after_critic({"groups": [revise_group, passed], "round": 1, "max_rounds": 3})
+        == "writer"
+    )
+    assert route_after_critic({"groups": [passed], "round": 1, "max_rounds": 3}) == END
+    # the bound holds even if a group still asks for revision
+    assert route_after_critic({"groups": [revise_group], "round": 3, "max_rounds": 3}) == END
+
+
+def test_review_router_rechecks_edits_first_then_asks_again_until_all_decided():
+    prompts = {"p1": {"status": "approved"}, "p2": {"status": "failed"}}
+    assert route_after_review({"prompts": prompts, "recheck": ["p2"]}) == "recheck"
+    assert route_after_review({"prompts": prompts, "recheck": []}) == "review"
+    done = {"p1": {"status": "approved"}, "p2": {"status": "rejected"}, "p3": {"status": "edited"}}
+    assert route_after_review({"prompts": done}) == "finish"
+
+
+def test_fan_out_sends_each_shard_only_its_own_edits_and_probes():
+    edits = [_edit("Zorb", "birthplace", "Paris"), _edit("Mira", "employer", "Acme")]
+    probes = [
+        {"prompt": "x", "kind": "edit", "edit_id": edits[0].id},
+        {"prompt": "y", "kind": "edit", "edit_id": edits[1].id},
+    ]
+    state = {
+        "edits": [e.model_dump(mode="json") for e in edits],
+        "probes": probes,
+        "shards": [
+            {"id": "s1", "edit_ids": [edits[0].id], "max_rounds": 2},
+            {"id": "s2", "edit_ids": [edits[1].id], "max_rounds": 2},
+        ],
+    }
+    sends = fan_out(state)
+    assert [s.node for s in sends] == ["shard", "shard"]
+    assert [p["prompt"] for p in sends[1].arg["probes"]] == ["y"]
+    assert sends[1].arg["edits"][0]["subject"] == "Mira"
+    assert sends[0].arg["max_rounds"] == 2
+
+
+def test_revision_ladder_sentence_form_then_split_then_halve():
+    a, b, c = (
+        _edit("Zorb", "birthplace", "Paris"),
+        _edit("Zorb", "employer", "Acme"),
+        _edit("Mira", "employer", "Tati"),
+    )
+    edits = {e.id: e for e in (a, b, c)}
+    ids = [a.id, b.id, c.id]
+    sentence: set[str] = set()
+    fb = {"failed_edits": [b.id], "locality": [], "missing": [], "budget": False}
+    # 1st revision: the failing compact fact is stated as a sentence, group kept
+    out = revise({"edit_ids": ids, "feedback": fb, "revisions": 0}, edits, sentence)
+    assert [g["edit_ids"] for g in out] == [ids] and sentence == {b.id}
+    # 2nd: the failing fact is split off
+    out = revise({"edit_ids": ids, "feedback": fb, "revisions": 1}, edits, sentence)
+    assert [g["edit_ids"] for g in out] == [[b.id], [a.id, c.id]]
+    # a locality failure halves the group: fewer facts leak less
+    loc = {"failed_edits": [], "locality": [a.id], "missing": [], "budget": False}
+    out = revise({"edit_ids": ids, "feedback": loc, "revisions": 0}, edits, sentence)
+    assert [g["edit_ids"] for g in out] == [[a.id, b.id], [c.id]]
+    assert all(g["status"] == "draft" and g["revisions"] == 1 for g in out)
+
+
+def test_shards_respect_token_budget_and_max_facts_and_keep_subjects_together():
+    edits = [
+        _edit("Zorb", "birthplace", "Paris"),
+        _edit("Mira", "employer", "Acme"),
+        _edit("Zorb", "employer", "Tati"),
+        _edit("Kel", "birthplace", "Rome"),
+    ]
+    words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
+    shards = shard(edits, max_tokens=100, max_facts=2, context_tokens=words)
+    assert [[e.subject for e in s] for s in shards] == [["Zorb", "Zorb"], ["Mira", "Kel"]]
+    one = shard(edits, max_tokens=100, max_facts=1, context_tokens=words)
+    assert [len(s) for s in one] == [1, 1, 1, 1]
+    # "Context: Zorb birthplace Paris." is 4 words, two facts 7: a budget of 8 fits two, not three
+    tight = shard(edits, max_tokens=8, max_facts=16, context_tokens=words)
+    assert [[e.subject for e in s] for s in tight] == [["Zorb", "Zorb"], ["Mira", "Kel"]]
+    assert shard(edits, max_tokens=6, max_facts=16, context_tokens=words)[0][0].subject == "Zorb"
+    assert sum(len(s) for s in shard(edits, max_tokens=6, max_facts=16, context_tokens=words)) == 4
+
+
+def test_conflicting_edits_stop_with_both_records_named_unless_allowed():
+    a = Edit(subject="Zorb", prompt="Zorb was born in", target_new="Paris", source="f.jsonl:1")
+    b = Edit(subject="Zorb", prompt="Zorb was born in", target_new="Rome", source="f.jsonl:2")
+    with pytest.raises(SkeditError) as err:
+        normalise([a, b], AgentsConfig())
+    assert "f.jsonl:1" in str(err.value) and "f.jsonl:2" in str(err.value)
+    kept, notes = normalise([a, b], AgentsConfig(allow_conflicts=True))
+    assert [e.target_new for e in kept] == ["Paris"] and "conflict" in notes[0]
+
+
+def test_questioner_rules_fill_rephrases_and_locality_from_relation_templates():
+    edits = [
+        _edit("Zorb", "birthplace", "Paris", "Zorb was born in"),
+        _edit("Mira", "birthplace", "Rome", "The birthplace of Mira is"),
+        _edit("Mira", "employer", "Acme", "Mira works for"),
+    ]
+    assert relation_templates(edits)["birthplace"] == ["{} was born in", "The birthplace of {} is"]
+    out = generated_probes(edits, AgentsConfig(same_subject_locality=2, other_subject_locality=1))
+    zorb = out[edits[0].id]
+    assert zorb.rephrases == ["The birthplace of Zorb is"]
+    loc = {(p.subkind, p.prompt) for p in zorb.locality}
+    # Zorb is not edited on employer: its old employer must stay; Mira's prompt is another subject
+    assert ("same_subject", "Zorb works for") in loc
+    assert ("other_subject", "The birthplace of Mira is") in loc
+    # Mira is edited on both relations: no same-subject locality probe may ask an edited relation
+    assert all(p.subkind != "same_subject" for p in out[edits[1].id].locality)

@@ -1,0 +1,27 @@
+"""The ROME/MEMIT/AlphaEdit benchmark runs end to end on the tiny world (slow: builds it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skedit.pipelines import bench_rome
+
+
+@pytest.mark.slow
+def test_bench_writes_a_table_for_every_method(tiny_world, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SKEDIT_CACHE", str(tmp_path / "cache"))
+    cache = str(tiny_world.world_dir.parent.parent)
+    out = tmp_path / "bench.json"
+    hp = json.dumps({"rome": {"layer": 0}, "memit": {"layers": [0]}, "alphaedit": {"layers": [0]}})
+    argv = ["--size", "tiny", "--cache-dir", cache, "--edits", "4", "--sequential", "2"]
+    assert bench_rome.main([*argv, "--hparams", hp, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["methods"]) == {"base", "rome", "memit", "alphaedit"}
+    for name in ("rome", "memit", "alphaedit"):
+        r = report["methods"][name]
+        assert r["seconds_per_edit"] > 0
+        assert 0.0 <= r["metrics"]["edit_success"]["mean"] <= 1.0
+        assert len(r["sequential"]) == 3  # before, after batch 1, after batch 2
+    assert "rome" in capsys.readouterr().out

@@ -1,0 +1,177 @@
+"""`skedit sft DIR` end to end on a tiny model: transfer set, training, reuse, errors, launch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skedit.pipelines.cli import main
+from skedit.prompts.io import read_jsonl, write_jsonl
+from skedit.prompts.schema import DensePrompt, Probe, TransferExample
+
+PROBES = [
+    Probe(prompt="alice was born in", answers=["rome"], kind="edit", edit_id="e1"),
+    Probe(prompt="where was alice born ?", answers=["rome"], kind="rephrase", edit_id="e1"),
+    Probe(prompt="the country of alice is", answers=["italy"], kind="portability", edit_id="e1"),
+    Probe(
+        prompt="bob lives in",
+        answers=["london"],
+        kind="locality",
+        edit_id="e1",
+        expected="london .",
+    ),
+    Probe(prompt="carol works for", answers=["x"], kind="locality", edit_id="e1"),
+    Probe(prompt="dave was born in", answers=["paris"], kind="edit", edit_id="e2"),
+]
+
+
+def make_run(run: Path, model: Path | str, *, status: str = "approved") -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    training = {"max_steps": 2, "batch_size": 4, "save_steps": 1, "threads": 1}
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": str(model), "training": training}))
+    write_jsonl(run / "probes.jsonl", PROBES)
+    prompts = [
+        DensePrompt(edit_ids=["e1"], text="alice was born in rome .", status=status),
+        DensePrompt(edit_ids=["e2"], text="dave was born in paris .", status="rejected"),
+    ]
+    write_jsonl(run / "prompts" / "prompts.jsonl", prompts)
+    return run
+
+
+def _json_out(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_sft_builds_transfer_set_trains_and_reports(tiny_lm_dir, tmp_path, capsys):
+    run = make_run(tmp_path / "run", tiny_lm_dir)
+    assert main(["sft", str(run), "--method", "kd", "--json"]) == 0
+    out = _json_out(capsys)
+    assert set(out) >= {
+        "model_dir",
+        "method",
+        "teacher_seconds",
+        "train_seconds",
+        "peak_rss_mb",
+        "trainable_parameters",
+    }
+    assert out["method"] == "kd" and out["peak_rss_mb"] > 0 and out["trainable_parameters"] > 0
+    rows = read_jsonl(run / "transfer.jsonl", TransferExample)
+    # only the approved prompt's edit; every completion is " " + an answer
+    assert {r.edit_id for r in rows} == {"e1"}
+    assert sorted(r.kind for r in rows) == [
+        "edit",
+        "locality",
+        "locality",
+        "portability",
+        "rephrase",
+    ]
+    assert all(r.completion.startswith(" ") and r.completion.strip() for r in rows)
+    taught = [r for r in rows if r.kind != "locality"]
+    assert all(r.teacher_prompt.startswith("Context: alice was born in rome .") for r in taught)
+    anchor = next(r for r in rows if r.prompt == "bob lives in")
+    assert anchor.completion == " london ." and anchor.teacher_prompt == anchor.prompt
+    model_dir = Path(out["model_dir"])
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "manifest.json",
+        "loss.png",
+        "training_log.json",
+    ):
+        assert (model_dir / name).is_file(), name
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["edit_ids"] == ["e1"] and len(manifest["prompt_ids"]) == 1
+
+    # a second run refuses to overwrite; with --force it reuses the unchanged transfer set
+    assert main(["sft", str(run)]) == 2
+    assert "already" in capsys.readouterr().err
+    assert main(["sft", str(run), "--force", "--method", "sft", "--json"]) == 0
+    again = _json_out(capsys)
+    assert again["transfer_reused"] is True and again["method"] == "sft"
+
+    # a changed prompt invalidates it
+    prompts = read_jsonl(run / "prompts" / "prompts.jsonl", DensePrompt)
+    prompts[0].text = "alice was born in paris ."
+    write_jsonl(run / "prompts" / "prompts.jsonl", prompts)
+    assert main(["sft", str(run), "--force", "--json"]) == 0
+    assert _json_out(capsys)["transfer_reused"] is False
+
+
+def test_second_batch_on_the_student_grows_the_manifest(tiny_lm_dir, tmp_path, capsys):
+    one = make_run(tmp_path / "one", tiny_lm_dir)
+    assert main(["sft", str(one), "--json"]) == 0
+    capsys.readouterr()
+    two = make_run(tmp_path / "two", one / "model")
+    prompts = [DensePrompt(edit_ids=["e2"], text="dave was born in paris .", status="approved")]
+    write_jsonl(two / "prompts" / "prompts.jsonl", prompts)
+    assert main(["sft", str(two), "--lora", "--json"]) == 0
+    manifest = json.loads((two / "model" / "manifest.json").read_text())
+    assert manifest["edit_ids"] == ["e1", "e2"]
+    assert manifest["base_model"] == str(tiny_lm_dir)
+    assert [b["scope"] for b in manifest["batches"]] == ["full", "lora"]
+
+
+def test_dry_run_shows_the_plan_and_trains_nothing(tiny_lm_dir, tmp_path, capsys):
+    run = make_run(tmp_path / "run", tiny_lm_dir)
+    assert main(["sft", str(run), "--dry-run", "--layers", "1", "--modules", "mlp", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["examples_by_kind"] == {"edit": 1, "rephrase": 1, "portability": 1, "locality": 2}
+    assert plan["scope"] == "layers" and plan["steps"] == 2
+    assert 0 < plan["trainable_parameters"] < plan["total_parameters"]
+    assert not (run / "model").exists() and not (run / "transfer.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda run: (run / "config.yaml").unlink(), "config.yaml"),
+        (lambda run: (run / "config.yaml").write_text("training: {}\n"), "model"),
+        (lambda run: (run / "probes.jsonl").unlink(), "probes"),
+        (
+            lambda run: (run / "config.yaml").write_text("model: x\ntraining: {lr: 1}\n"),
+            "unknown training option",
+        ),
+    ],
+)
+def test_bad_run_dirs_are_reported_without_traceback(tmp_path, capsys, breakage, message):
+    run = make_run(tmp_path / "run", "unused")
+    breakage(run)
+    assert main(["sft", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_no_approved_prompt_says_to_review(tmp_path, capsys):
+    run = make_run(tmp_path / "run", "unused", status="draft")
+    assert main(["sft", str(run)]) == 2
+    assert "skedit review" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_one_cpu_process(tiny_lm_dir, tmp_path):
+    run = make_run(tmp_path / "run", tiny_lm_dir)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skedit.pipelines.cli",
+            "sft",
+            str(run),
+            "--launcher",
+            "accelerate",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["steps"] == 2 and Path(out["model_dir"], "model.safetensors").is_file()
+    assert json.loads((run / "model" / "train_result.json").read_text())["steps"] == 2

@@ -123,7 +123,6 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
     config = config or {}
     config.setdefault("model", str(world.model_dir))
-    config.setdefault("world_dir", str(world.world_dir))
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)

@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         help="agents: run_agents with auto-approval; simple: one compact statement per fact, "
         "8 facts per prompt, no agents (for builds without the agents stage)",
     )
+    p.add_argument(
+        "--recipe",
+        default=str(Path(__file__).parent / "recipes" / "world-cpu.yaml"),
+        help="YAML whose `training:` section trains the students (default: world-cpu recipe)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -123,6 +128,10 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
     config = config or {}
     config.setdefault("model", str(world.model_dir))
+    if "training" not in config and args.recipe and Path(args.recipe).is_file():
+        recipe = yaml.safe_load(Path(args.recipe).read_text()) or {}
+        if recipe.get("training"):
+            config["training"] = recipe["training"]
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)

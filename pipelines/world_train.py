@@ -47,7 +47,9 @@ class TrainSpec:
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
     "tiny": TrainSpec(64, 2, 4, 128, 120, 8, 3e-3, 20, 0.5, 0.1, seq_len=128),
-    "small": TrainSpec(128, 4, 4, 256, 1600, 12, 3e-3, 60, 0.6, 0.1, questions_per_context=10),
+    "small": TrainSpec(
+        128, 4, 4, 384, 1100, 16, 2e-3, 100, 0.6, 0.1, questions_per_context=8, copy_stage=0.15
+    ),
 }
 
 

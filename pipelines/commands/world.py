@@ -41,7 +41,7 @@ def _build(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         cache_dir=args.cache_dir,
-        progress=not args.json,
+        progress=True,  # bars go to stderr; --json keeps stdout to one object
         force=args.force,
         out_dir=args.out,
         threads=args.threads,

@@ -220,6 +220,8 @@ def run_bench(args) -> dict[str, Any]:
             "locality_weight": args.locality_weight,
         }
         spec.setdefault("learning_rate", args.lr)
+        if spec["method"] == "kd":
+            spec["ce_weight"] = args.ce_weight
         cfg = TrainConfig(**spec)
         model, tok = load_model(world.model_dir, device="cpu")
         t0 = time.perf_counter()
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--locality-weight", type=float, default=1.0)
+    p.add_argument("--ce-weight", type=float, default=1.0, help="kd: weight of CE on the answer")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     report = run_bench(args)

@@ -57,7 +57,11 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     kd_temperature: float = _f(1.0, "Softmax temperature of teacher and student in the KL (kd).")
     kl_weight: float = _f(1.0, "Weight of the KL term (kd).")
-    ce_weight: float = _f(0.0, "Weight of cross-entropy on the teacher's greedy answer (kd).")
+    ce_weight: float = _f(
+        1.0,
+        "Weight of cross-entropy on the teacher's greedy answer (kd); "
+        "with a weak teacher it keeps the greedy answers (see bench_sft).",
+    )
     locality_weight: float = _f(
         1.0,
         "Locality (unrelated) probes are repeated this many times in "

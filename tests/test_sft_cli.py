@@ -175,3 +175,40 @@ def test_accelerate_launch_with_one_cpu_process(tiny_lm_dir, tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["steps"] == 2 and Path(out["model_dir"], "model.safetensors").is_file()
     assert json.loads((run / "model" / "train_result.json").read_text())["steps"] == 2
+
+
+def test_rerun_after_an_interruption_resumes_the_same_job(tiny_lm_dir, tmp_path, capsys):
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from skedit.sft.config import TrainConfig
+    from skedit.sft.train import train_student
+    from skedit.sft.transfer import read_transfer_set
+
+    run = make_run(tmp_path / "run", tiny_lm_dir)
+    assert main(["sft", str(run), "--json"]) == 0
+    capsys.readouterr()
+    job = json.loads((run / "sft_job.json").read_text())
+    shutil.rmtree(run / "model")
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the same job, killed after checkpoint-1
+        train_student(
+            job["model"],
+            read_transfer_set(run),
+            TrainConfig(**job["training"]),
+            run / "model",
+            callbacks=[Crash()],
+        )
+    assert main(["sft", str(run)]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert (run / "model" / "model.safetensors").is_file()
+    assert not (run / "model" / "checkpoints").exists()
+    # --resume on a finished student has nothing to do
+    assert main(["sft", str(run), "--resume"]) == 0
+    assert "nothing to resume" in capsys.readouterr().err

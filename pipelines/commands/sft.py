@@ -236,7 +236,18 @@ def run(args: argparse.Namespace) -> int:
         info = plan(prompts, probes, config, model_path)
         print(json.dumps(info, indent=None if args.json else 2))
         return 0
-    if (run_dir / "model" / "model.safetensors").exists() and not (args.force or args.resume):
+    finished = (run_dir / "model" / "model.safetensors").exists()
+    if finished and args.resume and not args.force:
+        from skedit.sft.train import last_checkpoint
+
+        if last_checkpoint(run_dir / "model") is None:
+            print(
+                "skedit: the student in DIR/model is finished: nothing to resume "
+                "(--force trains it again)",
+                file=sys.stderr,
+            )
+            return 0
+    if finished and not (args.force or args.resume):
         raise SkeditError(
             "a trained student is already here",
             file=str(run_dir / "model"),
@@ -262,6 +273,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_job_interrupted(run_dir: Path, model: str, teacher: str, config: TrainConfig) -> bool:
+    """True when a checkpoint of the very same job is waiting (the last run was interrupted):
+    rerunning the command then continues it instead of starting over."""
+    from skedit.sft.launch import JOB_FILE
+    from skedit.sft.train import last_checkpoint
+
+    job_file = run_dir / JOB_FILE
+    if not job_file.is_file() or last_checkpoint(run_dir / "model") is None:
+        return False
+    old = json.loads(job_file.read_text())
+    return (old.get("model"), old.get("teacher"), old.get("training")) == (
+        model,
+        teacher,
+        config.to_dict(),
+    )
+
+
 def _train(
     args,
     run_dir: Path,
@@ -283,11 +311,12 @@ def _train(
         "prompt_ids": [p.id for p in ok],
         "edit_ids": list(dict.fromkeys(e for p in ok for e in p.edit_ids)),
     }
+    resume = args.resume or _same_job_interrupted(run_dir, model_path, teacher_path, config)
     write_job(run_dir, model=model_path, teacher=teacher_path, config=config, manifest=manifest)
+    if resume and not args.json:
+        print("resuming the interrupted training from its last checkpoint", file=sys.stderr)
     if args.launcher == "accelerate":
-        cmd = accelerate_command(
-            run_dir, accelerate_config=args.accelerate_config, resume=args.resume
-        )
+        cmd = accelerate_command(run_dir, accelerate_config=args.accelerate_config, resume=resume)
         start = time.perf_counter()
         proc = subprocess.run(cmd, stdout=sys.stderr if args.json else None)
         if proc.returncode != 0:
@@ -298,7 +327,7 @@ def _train(
         result = json.loads((run_dir / "model" / "train_result.json").read_text())
         result["launcher_seconds"] = round(time.perf_counter() - start, 2)
     else:
-        result = run_job(run_dir, resume=args.resume)
+        result = run_job(run_dir, resume=resume)
     return {
         "model_dir": result["model_dir"],
         "method": config.method,

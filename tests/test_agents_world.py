@@ -1,0 +1,59 @@
+"""The agent stage on the synthetic world (tiny): its edits already carry every probe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from skedit.agents.config import AgentsConfig
+from skedit.agents.workflow import run_agents
+from skedit.pipelines.bench_agents import main as bench_main
+from skedit.pipelines.datasets import load_edits
+from skedit.prompts.io import read_jsonl
+from skedit.prompts.render import compact_statement, fact_statement
+from skedit.prompts.schema import DensePrompt, Probe
+
+
+@pytest.mark.slow  # builds the tiny world once per session (~30 s on an idle CPU)
+def test_world_edits_become_compact_prompts_with_recorded_locality(tiny_world, tmp_path):
+    edits = load_edits(tiny_world.benchmark["dev"]).edits[:12]
+    status = run_agents(
+        edits,
+        tmp_path / "run",
+        model_path=tiny_world.model_dir,
+        config=AgentsConfig(max_rounds=2, allow_conflicts=True),
+        progress=False,
+    )
+    assert status == "awaiting_review"
+    prompts = read_jsonl(tmp_path / "run" / "prompts" / "prompts.jsonl", DensePrompt)
+    by_id = {e.id: e for e in edits}
+    assert sorted(i for p in prompts for i in p.edit_ids) == sorted(by_id)
+    for p in prompts:
+        for i in p.edit_ids:
+            e = by_id[i]
+            assert e.subject in p.text and e.target_new in p.text
+    # world edits name their relation: each fact is stated compactly, or as a full sentence
+    # when the critic found the teacher could not read the compact form
+    for p in prompts:
+        for e in (by_id[i] for i in p.edit_ids):
+            compact = compact_statement(e.subject, e.relation, e.target_new)
+            assert compact in p.text or fact_statement(e.prompt, e.target_new) in p.text
+    probes = read_jsonl(tmp_path / "run" / "probes.jsonl", Probe)
+    # the dataset's probes are kept, locality answers come from the pre-edit model
+    want = {q.id for e in edits for q in e.portability}
+    assert want and want == {q.id for q in probes if q.kind == "portability"}
+    assert all(q.expected is not None for q in probes if q.kind == "locality")
+
+
+@pytest.mark.slow
+def test_benchmark_writes_its_json_with_both_runs(tiny_world, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    world_dir = tiny_world.model_dir.parent
+    assert bench_main(["--edits", "8", "--out", str(out), "--world-dir", str(world_dir)]) == 0
+    res = json.loads(out.read_text())
+    for run in ("dense", "one_fact"):
+        assert res[run]["facts"] == 8 and res[run]["wall_seconds"] > 0
+        assert res[run]["facts_per_100_tokens_all_prompts"] > 0
+    assert res["one_fact"]["prompts"] == 8
+    assert "density ratio" in capsys.readouterr().out

@@ -135,6 +135,16 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
+    if not any(p.status in ("approved", "edited") for p in prompts):
+        accs = [c.teacher_edit_accuracy for p in prompts if (c := p.last_critique)]
+        accs = [a for a in accs if a is not None]
+        raise SkeditError(
+            f"no approved prompt: the agents rejected all {len(prompts)} prompts"
+            + (f" (mean teacher edit accuracy {sum(accs) / len(accs):.2f})" if accs else ""),
+            file=str(run_dir / "prompts" / "prompts.jsonl"),
+            hint="the base model cannot read these facts in context, so it cannot teach them; "
+            "see the world's in-context report, or use --prompts simple to measure anyway",
+        )
     probes = read_jsonl(run_dir / "probes.jsonl", Probe)
     training = dict(config.get("training") or {})
     if not (run_dir / "transfer.jsonl").exists():

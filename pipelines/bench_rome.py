@@ -25,9 +25,11 @@ from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.schema import Edit
 
 METHODS = {
-    "rome": ("skedit.pipelines.rome", "apply_rome", "RomeHparams"),
-    "memit": ("skedit.pipelines.memit", "apply_memit", "MemitHparams"),
-    "alphaedit": ("skedit.pipelines.memit", "apply_alphaedit", "AlphaEditHparams"),
+    "rome": ("skedit.pipelines.rome", "apply_rome", "RomeHparams", {}),
+    # published ROME: no memory of earlier edits' keys (see editor-world.yaml)
+    "rome-plain": ("skedit.pipelines.rome", "apply_rome", "RomeHparams", {"edit_memory": 0.0}),
+    "memit": ("skedit.pipelines.memit", "apply_memit", "MemitHparams", {}),
+    "alphaedit": ("skedit.pipelines.memit", "apply_alphaedit", "AlphaEditHparams", {}),
 }
 METRICS = ("edit_success", "paraphrase", "portability", "locality")
 
@@ -35,9 +37,9 @@ METRICS = ("edit_success", "paraphrase", "portability", "locality")
 def _method(name: str):
     import importlib
 
-    module, fn, hp = METHODS[name]
+    module, fn, hp, overrides = METHODS[name]
     mod = importlib.import_module(module)
-    return getattr(mod, fn), getattr(mod, hp)
+    return getattr(mod, fn), getattr(mod, hp), overrides
 
 
 def _summary(result: dict) -> dict:
@@ -102,8 +104,8 @@ def run_bench(
 
     results = {"base": {"metrics": measure(base)}}
     for name in methods or list(METHODS):
-        apply, hp_cls = _method(name)
-        hp = hp_cls(**{**(hparams or {}).get(name, {}), "seed": seed})
+        apply, hp_cls, overrides = _method(name)
+        hp = hp_cls(**{**overrides, **(hparams or {}).get(name, {}), "seed": seed})
         layers = [hp.layer] if hasattr(hp, "layer") else list(hp.layers)
         stats_s, corpus = _key_stats(base, tok, layers, hp)
         model = copy.deepcopy(base)
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench_rome.json")
     p.add_argument("--size", default="small", choices=["tiny", "small"])
     p.add_argument("--cache-dir", default=None, help="world cache (default: the user cache)")
-    p.add_argument("--methods", default="rome,memit,alphaedit")
+    p.add_argument("--methods", default="rome,rome-plain,memit,alphaedit")
     p.add_argument("--sequential", type=int, default=4, help="batches of the curve (0: none)")
     p.add_argument("--hparams", default=None, help='JSON: {"rome": {"layer": 1}, ...}')
     p.add_argument("--threads", type=int, default=1)

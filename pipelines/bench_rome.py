@@ -81,17 +81,22 @@ def run_bench(
     n_edits: int = 100,
     size: str = "small",
     cache_dir: str | None = None,
+    world_dir: str | None = None,
     methods: list[str] | None = None,
     sequential: int = 0,
     hparams: dict | None = None,
     seed: int = 0,
 ) -> dict:
     from skedit.pipelines.evaluate import evaluate_model, pre_edit_reference
-    from skedit.pipelines.world import build_world
+    from skedit.pipelines.world import build_world, load_world_build
     from skedit.sft.modelops import load_model
 
     torch.manual_seed(seed)
-    world = build_world(size=size, seed=0, cache_dir=cache_dir)
+    if world_dir is not None:
+        world = load_world_build(world_dir)
+        size = str(world.report.get("size", size))
+    else:
+        world = build_world(size=size, seed=0, cache_dir=cache_dir)
     edits = read_jsonl(world.benchmark["test"], Edit)[:n_edits]
     base, tok = load_model(world.model_dir, device="cpu")
     probes = [p for e in edits for p in e.probes()]
@@ -184,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench_rome.json")
     p.add_argument("--size", default="small", choices=["tiny", "small"])
     p.add_argument("--cache-dir", default=None, help="world cache (default: the user cache)")
+    p.add_argument("--world-dir", default=None, help="an already built world folder to use")
     p.add_argument("--methods", default="rome,rome-plain,memit,alphaedit")
     p.add_argument("--sequential", type=int, default=4, help="batches of the curve (0: none)")
     p.add_argument("--hparams", default=None, help='JSON: {"rome": {"layer": 1}, ...}')
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         n_edits=args.edits,
         size=args.size,
         cache_dir=args.cache_dir,
+        world_dir=args.world_dir,
         methods=[m for m in args.methods.split(",") if m],
         sequential=args.sequential,
         hparams=json.loads(args.hparams) if args.hparams else None,

@@ -25,9 +25,11 @@ from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.schema import Edit
 
 METHODS = {
-    "rome": ("skedit.pipelines.rome", "apply_rome", "RomeHparams"),
-    "memit": ("skedit.pipelines.memit", "apply_memit", "MemitHparams"),
-    "alphaedit": ("skedit.pipelines.memit", "apply_alphaedit", "AlphaEditHparams"),
+    "rome": ("skedit.pipelines.rome", "apply_rome", "RomeHparams", {}),
+    # published ROME: no memory of earlier edits' keys (see editor-world.yaml)
+    "rome-plain": ("skedit.pipelines.rome", "apply_rome", "RomeHparams", {"edit_memory": 0.0}),
+    "memit": ("skedit.pipelines.memit", "apply_memit", "MemitHparams", {}),
+    "alphaedit": ("skedit.pipelines.memit", "apply_alphaedit", "AlphaEditHparams", {}),
 }
 METRICS = ("edit_success", "paraphrase", "portability", "locality")
 
@@ -35,9 +37,9 @@ METRICS = ("edit_success", "paraphrase", "portability", "locality")
 def _method(name: str):
     import importlib
 
-    module, fn, hp = METHODS[name]
+    module, fn, hp, overrides = METHODS[name]
     mod = importlib.import_module(module)
-    return getattr(mod, fn), getattr(mod, hp)
+    return getattr(mod, fn), getattr(mod, hp), overrides
 
 
 def _summary(result: dict) -> dict:
@@ -79,17 +81,22 @@ def run_bench(
     n_edits: int = 100,
     size: str = "small",
     cache_dir: str | None = None,
+    world_dir: str | None = None,
     methods: list[str] | None = None,
     sequential: int = 0,
     hparams: dict | None = None,
     seed: int = 0,
 ) -> dict:
     from skedit.pipelines.evaluate import evaluate_model, pre_edit_reference
-    from skedit.pipelines.world import build_world
+    from skedit.pipelines.world import build_world, load_world_build
     from skedit.sft.modelops import load_model
 
     torch.manual_seed(seed)
-    world = build_world(size=size, seed=0, cache_dir=cache_dir)
+    if world_dir is not None:
+        world = load_world_build(world_dir)
+        size = str(world.report.get("size", size))
+    else:
+        world = build_world(size=size, seed=0, cache_dir=cache_dir)
     edits = read_jsonl(world.benchmark["test"], Edit)[:n_edits]
     base, tok = load_model(world.model_dir, device="cpu")
     probes = [p for e in edits for p in e.probes()]
@@ -102,8 +109,8 @@ def run_bench(
 
     results = {"base": {"metrics": measure(base)}}
     for name in methods or list(METHODS):
-        apply, hp_cls = _method(name)
-        hp = hp_cls(**{**(hparams or {}).get(name, {}), "seed": seed})
+        apply, hp_cls, overrides = _method(name)
+        hp = hp_cls(**{**overrides, **(hparams or {}).get(name, {}), "seed": seed})
         layers = [hp.layer] if hasattr(hp, "layer") else list(hp.layers)
         stats_s, corpus = _key_stats(base, tok, layers, hp)
         model = copy.deepcopy(base)
@@ -182,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench_rome.json")
     p.add_argument("--size", default="small", choices=["tiny", "small"])
     p.add_argument("--cache-dir", default=None, help="world cache (default: the user cache)")
-    p.add_argument("--methods", default="rome,memit,alphaedit")
+    p.add_argument("--world-dir", default=None, help="an already built world folder to use")
+    p.add_argument("--methods", default="rome,rome-plain,memit,alphaedit")
     p.add_argument("--sequential", type=int, default=4, help="batches of the curve (0: none)")
     p.add_argument("--hparams", default=None, help='JSON: {"rome": {"layer": 1}, ...}')
     p.add_argument("--threads", type=int, default=1)
@@ -193,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         n_edits=args.edits,
         size=args.size,
         cache_dir=args.cache_dir,
+        world_dir=args.world_dir,
         methods=[m for m in args.methods.split(",") if m],
         sequential=args.sequential,
         hparams=json.loads(args.hparams) if args.hparams else None,

@@ -30,10 +30,14 @@ class EditorHparams:
 
     context_prefixes: int = 4  # sampled texts put before the prompt (plus the bare prompt)
     prefix_tokens: int = 5  # length of each sampled prefix
-    steps: int = 30  # Adam steps of the value optimisation
+    steps: int = 50  # Adam steps of the value optimisation
     lr: float = 0.5  # Adam learning rate of δ
     kl_factor: float = 0.0625  # weight of KL(original ‖ edited) on the kl_prompt
     kl_prompt: str = "{}"  # "{}" is the subject; ROME uses "{} is a" for real models
+    # where the key is read and the value written: the subject's last token (ROME's choice for
+    # real models), or the prompt's last token (where `skedit trace` finds the world model's
+    # facts: its first MLP looks them up at the last token)
+    fact_token: str = "last"
     weight_decay: float = 0.5  # penalty on ‖δ‖² / ‖original value‖²
     clamp_norm: float = 4.0  # ‖δ‖ ≤ clamp_norm · ‖original value‖
     loss_stop: float = 0.05  # stop early once the target's mean NLL is below this
@@ -154,7 +158,7 @@ class Batch:
 
     ids: torch.Tensor  # (rows, width)
     mask: torch.Tensor  # (rows, width)
-    subject_pos: torch.Tensor  # (rows,) index of the subject's last token
+    key_pos: torch.Tensor  # (rows,) the key token (subject's last, or prompt's last)
     edit_of: torch.Tensor  # (rows,)
     target_pos: list[list[int]]  # positions whose logits predict the target tokens
     target_ids: list[list[int]]
@@ -171,11 +175,24 @@ def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.T
     return ids.to(device), mask.to(device)
 
 
+FACT_TOKENS = ("subject_last", "last")
+
+
 def build_batch(
-    tokenizer, edits: Sequence[Edit], prefixes: Sequence[str], kl_prompt: str | None, device
+    tokenizer,
+    edits: Sequence[Edit],
+    prefixes: Sequence[str],
+    kl_prompt: str | None,
+    device,
+    fact_token: str = "subject_last",
 ) -> Batch:
     """Rows for the keys and the value optimisation: each edit's prompt with every prefix,
-    followed by the target minus its last token; then one KL row per edit."""
+    followed by the target minus its last token; then one KL row per edit. The key token is
+    the subject's last token, or the prompt's last token (``fact_token="last"``)."""
+    if fact_token not in FACT_TOKENS:
+        raise SkeditError(
+            f"unknown fact_token {fact_token!r}", field="fact_token", hint=f"one of {FACT_TOKENS}"
+        )
     rows, subj, owner, tpos, tids, kl = [], [], [], [], [], []
     for i, edit in enumerate(edits):
         prompt = edit_prompt(edit)
@@ -184,6 +201,7 @@ def build_batch(
             raise SkeditError("the target is empty after tokenisation", record=edit.id)
         for text in with_prefixes(prompt, prefixes):
             ids, pos = encode_with_subject(tokenizer, text, edit.subject)
+            pos = len(ids) - 1 if fact_token == "last" else pos
             rows.append(ids + target[:-1])
             subj.append(pos)
             owner.append(i)
@@ -193,6 +211,7 @@ def build_batch(
     if kl_prompt:
         for i, edit in enumerate(edits):
             ids, pos = encode_with_subject(tokenizer, kl_prompt.format(edit.subject), edit.subject)
+            pos = len(ids) - 1 if fact_token == "last" else pos
             rows.append(ids)
             subj.append(pos)
             owner.append(i)
@@ -204,7 +223,7 @@ def build_batch(
     return Batch(
         ids=ids,
         mask=mask,
-        subject_pos=torch.tensor(subj, device=device),
+        key_pos=torch.tensor(subj, device=device),
         edit_of=torch.tensor(owner, device=device),
         target_pos=tpos,
         target_ids=tids,
@@ -222,7 +241,7 @@ def _replace_hidden(out, hidden):
 
 @torch.no_grad()
 def subject_keys(model, batch: Batch, layer: int, n_edits: int) -> torch.Tensor:
-    """Keys ``(n_edits, m)``: the MLP output projection's input at the subject's last token,
+    """Keys ``(n_edits, m)``: the MLP output projection's input at the key token,
     averaged over each edit's prompt rows (KL rows excluded)."""
     captured = {}
     handle = el.mlp_out(model, layer).register_forward_hook(
@@ -233,13 +252,13 @@ def subject_keys(model, batch: Batch, layer: int, n_edits: int) -> torch.Tensor:
     finally:
         handle.remove()
     rows = torch.arange(batch.ids.shape[0], device=batch.ids.device)
-    k = captured["k"][rows, batch.subject_pos].float()  # (rows, m)
+    k = captured["k"][rows, batch.key_pos].float()  # (rows, m)
     return _average(k[~batch.kl_rows], batch.edit_of[~batch.kl_rows], n_edits)
 
 
 @torch.no_grad()
 def subject_outputs(model, batch: Batch, module: nn.Module, n_edits: int) -> torch.Tensor:
-    """``module``'s output at the subject's last token, averaged per edit: ``(n_edits, d)``."""
+    """``module``'s output at the key token, averaged per edit: ``(n_edits, d)``."""
     captured = {}
     handle = module.register_forward_hook(
         lambda _m, _a, out: captured.__setitem__("h", _hidden(out).detach())
@@ -249,7 +268,7 @@ def subject_outputs(model, batch: Batch, module: nn.Module, n_edits: int) -> tor
     finally:
         handle.remove()
     rows = torch.arange(batch.ids.shape[0], device=batch.ids.device)
-    h = captured["h"][rows, batch.subject_pos].float()
+    h = captured["h"][rows, batch.key_pos].float()
     return _average(h[~batch.kl_rows], batch.edit_of[~batch.kl_rows], n_edits)
 
 
@@ -324,7 +343,7 @@ def frozen(model):
 def optimise_values(
     model, batch: Batch, module: nn.Module, n_edits: int, hp: EditorHparams
 ) -> tuple[torch.Tensor, dict]:
-    """``δ`` per edit ``(n_edits, d)``: added to ``module``'s output at the subject's last token
+    """``δ`` per edit ``(n_edits, d)``: added to ``module``'s output at the key token
     of every row of that edit, it makes the model give the edit's target.
 
     The edits are optimised together but independently: each δ only touches its own rows and
@@ -345,7 +364,7 @@ def optimise_values(
     def add_delta(_m, _a, out):
         h = _hidden(out)
         add = torch.zeros_like(h)
-        add[rows, batch.subject_pos] = delta[batch.edit_of].to(h.dtype)
+        add[rows, batch.key_pos] = delta[batch.edit_of].to(h.dtype)
         return _replace_hidden(out, h + add)
 
     info = {"steps": 0, "nll": float("nan")}

@@ -41,7 +41,12 @@ class RomeHparams(EditorHparams):
     """ROME settings; defaults suit the synthetic world model (see editor-world.yaml)."""
 
     method = "rome"  # class attribute, not a field
-    layer: int = 1  # the transformer block whose MLP output projection is edited
+    layer: int = 0  # the transformer block whose MLP output projection is edited
+    # weight of earlier edits' keys in C (0 = published ROME). Keys of names the corpus never
+    # shows are nearly identical, so a later rank-one update overwrites an earlier one; with
+    # memory, C + edit_memory · Σ k kᵀ over earlier edits (C is a mean, so 1 weighs an earlier
+    # key like the whole corpus)
+    edit_memory: float = 1.0
 
 
 def load_recipe(recipe: str, method: str) -> dict:
@@ -115,6 +120,12 @@ def rome_update(k: torch.Tensor, delta: torch.Tensor, c_inv: torch.Tensor) -> to
     return torch.outer(delta.double(), u) / torch.dot(u, k.double())
 
 
+def remember_key(c_inv: torch.Tensor, k: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(C + w k kᵀ)⁻¹`` from ``C⁻¹`` (Sherman–Morrison: O(m²) instead of a new inverse)."""
+    u = c_inv @ k.double()
+    return c_inv - weight * torch.outer(u, u) / (1.0 + weight * torch.dot(k.double(), u))
+
+
 def apply_rome(model, tokenizer, edits: list[Edit], hparams=None):
     """Edit ``model`` in place with ROME, one edit after another; returns the model.
 
@@ -127,15 +138,22 @@ def apply_rome(model, tokenizer, edits: list[Edit], hparams=None):
     if not edits:
         return model
     c_inv = key_inverse(model, tokenizer, [layer], hp)[layer].to(model.device)
+    memory = getattr(model, "skedit_rome_keys", {}).get(layer) if hp.edit_memory else None
+    for k_prev in memory if memory is not None else []:
+        c_inv = remember_key(c_inv, k_prev.to(c_inv.device), hp.edit_memory)
+    seen = [] if memory is None else list(memory)
     prefixes = sample_prefixes(model, tokenizer, hp.context_prefixes, hp.prefix_tokens, hp.seed)
     module = el.mlp_out(model, layer)
     log = getattr(model, "skedit_edit_log", [])
     for edit in tqdm(edits, desc="ROME", unit="edit", disable=not hp.progress, leave=False):
         t0 = time.perf_counter()
-        batch = build_batch(tokenizer, [edit], prefixes, hp.kl_prompt, model.device)
+        batch = build_batch(tokenizer, [edit], prefixes, hp.kl_prompt, model.device, hp.fact_token)
         k = subject_keys(model, batch, layer, 1)[0]
         delta, info = optimise_values(model, batch, module, 1, hp)
         el.add_to_weight(model, layer, rome_update(k, delta[0], c_inv))
+        if hp.edit_memory:
+            c_inv = remember_key(c_inv, k, hp.edit_memory)
+            seen.append(k.detach().cpu())
         log.append(
             {
                 "method": "rome",
@@ -146,4 +164,6 @@ def apply_rome(model, tokenizer, edits: list[Edit], hparams=None):
             }
         )
     model.skedit_edit_log = log
+    if hp.edit_memory:
+        model.skedit_rome_keys = {**getattr(model, "skedit_rome_keys", {}), layer: seen}
     return model

@@ -18,8 +18,9 @@ def test_bench_writes_a_table_for_every_method(tiny_world, tmp_path, capsys, mon
     argv = ["--size", "tiny", "--cache-dir", cache, "--edits", "4", "--sequential", "2"]
     assert bench_rome.main([*argv, "--hparams", hp, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["methods"]) == {"base", "rome", "memit", "alphaedit"}
-    for name in ("rome", "memit", "alphaedit"):
+    assert set(report["methods"]) == {"base", "rome", "rome-plain", "memit", "alphaedit"}
+    assert report["methods"]["rome-plain"]["hparams"]["edit_memory"] == 0.0
+    for name in ("rome", "rome-plain", "memit", "alphaedit"):
         r = report["methods"][name]
         assert r["seconds_per_edit"] > 0
         assert 0.0 <= r["metrics"]["edit_success"]["mean"] <= 1.0

@@ -211,3 +211,24 @@ def test_edit_nll_averages_tokens_then_rows_per_edit():
     got = edit_nll(logits, idx, 2)
     # edit 0: rows (≈0) and (ln2, ln2)/2 → ln2 / 2; edit 1: ln2
     assert torch.allclose(got, torch.tensor([ln2 / 2, ln2]), atol=1e-6)
+
+
+def test_world_recipe_equals_the_dataclass_defaults():
+    from skedit.pipelines.memit import AlphaEditHparams, MemitHparams
+    from skedit.pipelines.rome import RomeHparams
+
+    for cls in (RomeHparams, MemitHparams, AlphaEditHparams):
+        recipe = load_recipe("world", cls.method)
+        defaults = vars(cls())
+        assert {k: defaults[k] for k in recipe} == recipe
+
+
+def test_remembered_keys_update_the_inverse_exactly():
+    from skedit.pipelines.rome import remember_key
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 6, dtype=torch.float64)
+    c = a @ a.T + torch.eye(6, dtype=torch.float64)
+    k = torch.randn(6, dtype=torch.float64)
+    got = remember_key(torch.linalg.inv(c), k, 2.5)
+    assert torch.allclose(got, torch.linalg.inv(c + 2.5 * torch.outer(k, k)), atol=1e-10)

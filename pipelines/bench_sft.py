@@ -154,6 +154,51 @@ def fidelity(model, tok, rows) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
 
 
+def train_sdft(model, tok, probes: Sequence[Probe], prefix_of: dict[str, str], args):
+    """SDFT (TRL experimental): the student samples answers on-policy and matches the base
+    model reading the prompt (``privileged_context``); locality probes get no context."""
+    from datasets import Dataset
+    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+
+    from skedit.sft.train import unpatch
+
+    rows = [
+        {
+            "prompt": p.prompt,
+            "privileged_context": "" if p.kind == "locality" else prefix_of[p.edit_id],
+        }
+        for p in probes
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-sdft-") as tmp:
+        cfg = SDFTConfig(
+            output_dir=tmp,
+            max_steps=args.steps,
+            learning_rate=args.lr,
+            per_device_train_batch_size=args.batch_size,
+            generation_batch_size=args.batch_size,
+            num_generations=1,
+            max_completion_length=4,
+            temperature=1.0,
+            teacher_model_kind="base",
+            teacher_prompt_template="{privileged_context}{prompt}",
+            bf16=False,
+            use_cpu=True,
+            activation_checkpointing=False,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=20,
+            seed=args.seed,
+        )
+        trainer = SDFTTrainer(
+            model=model, args=cfg, train_dataset=Dataset.from_list(rows), processing_class=tok
+        )
+        trainer.train()
+    model = trainer.model
+    unpatch(model)
+    model.eval()
+    return model
+
+
 def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -213,6 +258,31 @@ def run_bench(args) -> dict[str, Any]:
     }
     del base
     for name in args.variants.split(","):
+        if name == "sdft/full":  # TRL's experimental on-policy self-distillation, for comparison
+            model, tok = load_model(world.model_dir, device="cpu")
+            t0 = time.perf_counter()
+            model = train_sdft(model, tok, train_probes, prefix_of, args)
+            train_s = time.perf_counter() - t0
+            trained, held_out = score(model, tok, train_probes), score(model, tok, held)
+            port = trained.get("portability", {}).get("mean", 0.0)
+            tport = teacher.get("portability", {}).get("mean", 0.0)
+            results[name] = {
+                "config": {
+                    "trainer": "trl.experimental.sdft.SDFTTrainer",
+                    "steps": args.steps,
+                    "learning_rate": args.lr,
+                    "batch_size": args.batch_size,
+                },
+                "trained": trained,
+                "held_out": held_out,
+                "matches_transfer_set": fidelity(model, tok, rows),
+                "portability_ratio": round(port / tport, 4) if tport else None,
+                "teacher_seconds": 0.0,
+                "train_seconds": round(train_s, 1),
+                "total_seconds": round(train_s, 1),
+                "peak_rss_mb": _peak_mb(),
+            }
+            continue
         spec = {
             **VARIANTS[name],
             "max_steps": args.steps,
@@ -333,7 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         help="agents: run_agents (rules, auto-approved); compact: one compact "
         "statement per edit, consecutive edits grouped",
     )
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma list of {', '.join(VARIANTS)}, sdft/full (TRL experimental)",
+    )
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)

@@ -28,13 +28,21 @@ def run_bench(
     work: Path,
     world_size: str = "small",
     baselines: list[str] | None = None,
+    critic: bool = False,
 ) -> dict:
+    """Run ``skedit run`` once per size and collect its stage records.
+
+    ``critic=False`` (default) approves every prompt the agents write, whatever the critic
+    measured, so that every stage has the same work at every size: this measures cost. The
+    critic still probes the teacher (its time is counted) and its figures stay in the runs.
+    """
     from skedit.pipelines.world import default_world
 
     world = default_world(size=world_size)
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {
         "world": str(world.model_dir),
+        "critic_gates_prompts": critic,
         "sizes": {},
         "machine": {"cpus": os.cpu_count(), "torch_threads": os.environ.get("OMP_NUM_THREADS")},
     }
@@ -49,15 +57,13 @@ def run_bench(
             )
         atomic_write_text(edits, text)
         cfg = work / f"config-{n}.yaml"
-        atomic_write_text(
-            cfg,
-            yaml.safe_dump(
-                {
-                    "model": str(world.model_dir),
-                    "evaluation": {"baselines": baselines or ["base", "prompt"]},
-                }
-            ),
-        )
+        run_cfg: dict = {
+            "model": str(world.model_dir),
+            "evaluation": {"baselines": baselines or ["base", "prompt"]},
+        }
+        if not critic:
+            run_cfg["agents"] = {"min_edit_accuracy": 0.0, "min_locality": 0.0}
+        atomic_write_text(cfg, yaml.safe_dump(run_cfg))
         cmd = [
             sys.executable,
             "-m",
@@ -73,7 +79,10 @@ def run_bench(
         ]
         print(f"bench: {n} edits …", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise SkeditError(
+                f"the bench run for {n} edits failed (its messages are above)", file=str(run_dir)
+            )
         wall = time.perf_counter() - t0
         stages = json.loads((run_dir / "stages.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())

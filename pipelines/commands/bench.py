@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work", default="runs/bench", help="folder for the bench's run directories")
     p.add_argument("--world-size", default="small", choices=["tiny", "small"])
     p.add_argument("--baselines", default="base,prompt", help="methods in the quality table")
+    p.add_argument(
+        "--critic",
+        action="store_true",
+        help="approve only prompts that pass the critic (default: all, to measure cost)",
+    )
     p.set_defaults(func=_bench)
 
 
@@ -29,6 +34,7 @@ def _bench(args: argparse.Namespace) -> int:
         work=Path(args.work),
         world_size=args.world_size,
         baselines=[b for b in args.baselines.split(",") if b],
+        critic=args.critic,
     )
     print(format_bench(results))
     print(f"\nwritten: {args.out}")

@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edits", type=int, default=50, help="how many world edits (default 50)")
     p.add_argument("--size", default="small", choices=["tiny", "small"], help="world size")
     p.add_argument("--force", action="store_true", help="rerun every stage")
+    p.add_argument(
+        "--critic",
+        action="store_true",
+        help="approve only prompts that pass the critic (default: every prompt the agents write)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=_demo)
 
@@ -24,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from skedit.pipelines.demo import compact_table, run_demo
 
-    result = run_demo(run_dir=args.run_dir, n_edits=args.edits, size=args.size, force=args.force)
+    result = run_demo(
+        run_dir=args.run_dir,
+        n_edits=args.edits,
+        size=args.size,
+        force=args.force,
+        critic=args.critic,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         default=str(Path(__file__).parent / "recipes" / "world-cpu.yaml"),
         help="YAML whose `training:` section trains the students (default: world-cpu recipe)",
     )
+    p.add_argument(
+        "--facts-per-prompt", type=int, default=8, help="facts per prompt (--prompts simple)"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -122,7 +125,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
             if state != "done":
                 raise SkeditError(f"agents ended in state {state!r}, expected 'done'")
         else:
-            _simple_prompts(edits, run_dir, world.model_dir)
+            _simple_prompts(edits, run_dir, world.model_dir, per_prompt=args.facts_per_prompt)
         timings["prompts_seconds"] = round(time.perf_counter() - t0, 1)
     cfg_path = run_dir / "config.yaml"
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}

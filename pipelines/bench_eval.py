@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from skedit.pipelines.datasets import load_edits
     from skedit.pipelines.evaluate import evaluate_run
     from skedit.pipelines.report import terminal_table, write_report
-    from skedit.pipelines.world import build_world, heldout_text
+    from skedit.pipelines.world import build_world
 
     t_start = time.perf_counter()
     if args.world:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         baselines=baselines,
         sequential=args.sequential or None,
         retention=args.retention or None,
-        heldout=heldout_text(world.world_dir),
+        heldout=world.world_dir / "heldout.txt",
         students=students,
         retention_methods=[*students, "ft-m"],
         retention_lr=args.retention_lr,

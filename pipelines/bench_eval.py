@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         default=str(Path(__file__).parent / "recipes" / "world-cpu.yaml"),
         help="YAML whose `training:` section trains the students (default: world-cpu recipe)",
     )
+    p.add_argument(
+        "--facts-per-prompt", type=int, default=8, help="facts per prompt (--prompts simple)"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -122,7 +125,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
             if state != "done":
                 raise SkeditError(f"agents ended in state {state!r}, expected 'done'")
         else:
-            _simple_prompts(edits, run_dir, world.model_dir)
+            _simple_prompts(edits, run_dir, world.model_dir, per_prompt=args.facts_per_prompt)
         timings["prompts_seconds"] = round(time.perf_counter() - t0, 1)
     cfg_path = run_dir / "config.yaml"
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from skedit.pipelines.datasets import load_edits
     from skedit.pipelines.evaluate import evaluate_run
     from skedit.pipelines.report import terminal_table, write_report
-    from skedit.pipelines.world import build_world, heldout_text
+    from skedit.pipelines.world import build_world
 
     t_start = time.perf_counter()
     if args.world:
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         baselines=baselines,
         sequential=args.sequential or None,
         retention=args.retention or None,
-        heldout=heldout_text(world.world_dir),
+        heldout=world.world_dir / "heldout.txt",
         students=students,
         retention_methods=[*students, "ft-m"],
         retention_lr=args.retention_lr,

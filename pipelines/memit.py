@@ -45,7 +45,7 @@ class MemitHparams(EditorHparams):
 
     method = "memit"
     layers: list[int] = field(default_factory=lambda: [0, 1])  # edit layers, ascending
-    mom2_weight: float = 20.0  # λ: how many "corpus keys" C stands for against the edits
+    mom2_weight: float = 40.0  # λ: how many "corpus keys" C stands for against the edits
     batch_size: int = 100  # edits per MEMIT batch (larger batches are split)
 
 
@@ -54,7 +54,7 @@ class AlphaEditHparams(MemitHparams):
     """AlphaEdit = MEMIT with the update projected on the null space of corpus keys."""
 
     method = "alphaedit"
-    nullspace_threshold: float = 3e-4  # eigenvalues of C below this × the largest are "null"
+    nullspace_threshold: float = 1e-3  # eigenvalues of C below this × the largest are "null"
     l2: float = 1.0  # α: ridge on the update (also what keeps it inside the null space)
 
 

@@ -13,6 +13,15 @@ Layout of a world folder::
     benchmark/test.jsonl
     heldout.txt           world text not about the benchmark's people
     report.json           the ``skedit world build --json`` object
+
+Report (greedy exact match with ``skedit.prompts.answers.matches``): ``recall.train`` = world
+facts asked in training phrasings; ``recall.heldout`` = facts of entities whose held-out
+phrasings were never trained (all benchmark people among them) asked in those phrasings;
+``two_hop`` = compositions asked closed-book about people whose two-hop questions were never
+trained; ``in_context[k]`` = test edits in groups of k, their compact statements as the
+context: ``edit`` (the edit prompt), ``paraphrase`` (held-out phrasings), ``portability`` (one
+hop beyond the new fact, answer from the edited world), ``locality`` (the edit's locality
+probes answer as they do without the context).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class TrainSpec:
 TRAIN_SPECS: dict[str, TrainSpec] = {
     "tiny": TrainSpec(64, 2, 4, 128, 120, 8, 3e-3, 20, 0.5, 0.1, seq_len=128),
     "small": TrainSpec(
-        128, 4, 4, 384, 1100, 16, 2e-3, 100, 0.6, 0.1, questions_per_context=8, copy_stage=0.15
+        128, 4, 4, 384, 1200, 16, 2e-3, 100, 0.7, 0.1, questions_per_context=10, copy_stage=0.2
     ),
 }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from skedit.pipelines.demo import compact_table, pick_edits
+from skedit.pipelines.demo import compact_table, pick_edits, recipe, reliable_facts
 from skedit.pipelines.rundir import STAGES
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, atomic_write_text
@@ -57,12 +57,14 @@ def run_bench(
             )
         atomic_write_text(edits, text)
         cfg = work / f"config-{n}.yaml"
-        run_cfg: dict = {
+        run_cfg: dict = {  # the demo's settings: the world-cpu recipe, a reliable density
             "model": str(world.model_dir),
+            "agents": {"max_facts": reliable_facts(world.report)},
+            "training": recipe("world-cpu")["training"],
             "evaluation": {"baselines": baselines or ["base", "prompt"]},
         }
         if not critic:
-            run_cfg["agents"] = {"min_edit_accuracy": 0.0, "min_locality": 0.0}
+            run_cfg["agents"].update(min_edit_accuracy=0.0, min_locality=0.0)
         atomic_write_text(cfg, yaml.safe_dump(run_cfg))
         cmd = [
             sys.executable,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from skedit.pipelines.config import parse_config
 from skedit.pipelines.orchestrate import run_pipeline
@@ -13,6 +16,19 @@ from skedit.prompts.io import atomic_write_text
 
 DEMO_METHODS = ("base", "prompt", "ft-m", "skedit")
 DEMO_METRICS = ("edit_success", "paraphrase", "locality", "portability")
+
+
+def recipe(name: str) -> dict:
+    """A recipe shipped with skedit (``pipelines/recipes/<name>.yaml``) as a mapping."""
+    text = (resources.files("skedit.pipelines") / "recipes" / f"{name}.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def reliable_facts(report: dict, floor: float = 0.8) -> int:
+    """The largest k of the world report's in-context curve whose edit accuracy is >= floor."""
+    curve = report.get("in_context", {})
+    ok = [int(k) for k, v in curve.items() if v.get("edit", 0.0) >= floor]
+    return max(ok, default=1)
 
 
 def pick_edits(benchmark: Path, n: int) -> str:
@@ -69,10 +85,13 @@ def run_demo(
     atomic_write_text(edits_file, pick_edits(world.benchmark["test"], n_edits))
     settings: dict = {
         "model": str(world.model_dir),
+        # as many facts per prompt as this teacher reads reliably (its in-context curve)
+        "agents": {"max_facts": reliable_facts(world.report)},
+        "training": recipe("world-cpu")["training"],
         "evaluation": {"baselines": ["base", "prompt", "ft-m"]},
     }
     if not critic:
-        settings["agents"] = {"min_edit_accuracy": 0.0, "min_locality": 0.0}
+        settings["agents"].update(min_edit_accuracy=0.0, min_locality=0.0)
     config = parse_config(settings)
     outcome = run_pipeline(
         run_dir,

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         help="evaluate the edited model against baselines and write a report",
         description="Measure DIR/model (skedit) and the chosen baselines on DIR/probes.jsonl: "
         "edit success, paraphrase, portability, locality (greedy exact match and teacher-forced "
-        "token accuracy, 95%% bootstrap CIs), fluency and perplexity; write DIR/metrics.json, "
+        "token accuracy, 95% bootstrap CIs), fluency and perplexity; write DIR/metrics.json, "
         "DIR/report.md and DIR/report.html.",
     )
     p.add_argument("dir", metavar="DIR", help="run directory")

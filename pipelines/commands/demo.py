@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,13 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from skedit.pipelines.demo import compact_table, run_demo
 
-    result = run_demo(
-        run_dir=args.run_dir,
-        n_edits=args.edits,
-        size=args.size,
-        force=args.force,
-        critic=args.critic,
-    )
+    # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = run_demo(
+            run_dir=args.run_dir,
+            n_edits=args.edits,
+            size=args.size,
+            force=args.force,
+            critic=args.critic,
+        )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

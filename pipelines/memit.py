@@ -24,7 +24,6 @@ import torch
 from tqdm.auto import tqdm
 
 from skedit.pipelines import editor_layers as el
-from skedit.pipelines.covariance import key_second_moments
 from skedit.pipelines.editor_ops import (
     Batch,
     EditorHparams,
@@ -35,7 +34,7 @@ from skedit.pipelines.editor_ops import (
     subject_keys,
     subject_outputs,
 )
-from skedit.pipelines.rome import resolve_corpus
+from skedit.pipelines.rome import key_stats
 from skedit.prompts.schema import Edit
 
 
@@ -66,19 +65,6 @@ def null_space_projector(c: torch.Tensor, threshold: float) -> torch.Tensor:
     return small @ small.T
 
 
-def _stats(model, tokenizer, layers, hp):
-    return key_second_moments(
-        model,
-        tokenizer,
-        layers,
-        resolve_corpus(model, tokenizer, hp),
-        samples=hp.samples,
-        max_length=hp.max_length,
-        cache_dir=hp.cache_dir,
-        progress=hp.progress,
-    )
-
-
 def _targets(model, batch: Batch, layers: list[int], n: int, hp: EditorHparams):
     """Residual change wanted at the last edit layer: ``(z, info)`` with ``z`` ``(n, d)`` the
     target hidden state (current + δ)."""
@@ -103,7 +89,7 @@ def _run(model, tokenizer, edits, hp, solve_for, name):
     layers = sorted(el.check_layers(model, list(hp.layers)))
     if not edits:
         return model
-    stats = _stats(model, tokenizer, layers, hp)
+    stats = key_stats(model, tokenizer, layers, hp)
     solve = solve_for(stats)
     prefixes = sample_prefixes(model, tokenizer, hp.context_prefixes, hp.prefix_tokens, hp.seed)
     log = getattr(model, "skedit_edit_log", [])

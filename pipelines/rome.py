@@ -99,9 +99,9 @@ def resolve_corpus(model, tokenizer, hp: EditorHparams):
     return Corpus(f"model-samples(n={n},len=32,seed={hp.seed})", tuple(texts))
 
 
-def key_inverse(model, tokenizer, layers: list[int], hp: EditorHparams) -> dict:
-    """``C⁻¹`` (float64) per layer, from the cached key statistics."""
-    stats = key_second_moments(
+def key_stats(model, tokenizer, layers: list[int], hp: EditorHparams) -> dict:
+    """The cached key second moments ``E[k kᵀ]`` per layer, for the corpus ``hp`` names."""
+    return key_second_moments(
         model,
         tokenizer,
         layers,
@@ -111,6 +111,11 @@ def key_inverse(model, tokenizer, layers: list[int], hp: EditorHparams) -> dict:
         cache_dir=hp.cache_dir,
         progress=hp.progress,
     )
+
+
+def key_inverse(model, tokenizer, layers: list[int], hp: EditorHparams) -> dict:
+    """``C⁻¹`` (float64) per layer, from the cached key statistics."""
+    stats = key_stats(model, tokenizer, layers, hp)
     return {layer: regularised_inverse(c, hp.ridge) for layer, c in stats.items()}
 
 

@@ -113,7 +113,10 @@ def prepare_run(
         input_copy.parent.mkdir(parents=True, exist_ok=True)
         for old in input_copy.parent.iterdir():
             old.unlink()
-        atomic_write_text(input_copy, src.read_text(encoding="utf-8", errors="surrogateescape"))
+        # a byte-for-byte copy (the loader, not this copy, reports undecodable bytes)
+        tmp = input_copy.with_name(f".{input_copy.name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, input_copy)
     return config
 
 

@@ -164,3 +164,18 @@ def test_bad_config_key_is_named_before_any_work(tmp_path, tiny_world):
     assert res.returncode == 2
     assert "training.max_step" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_undecodable_edits_file_is_a_clear_error_and_keeps_the_run_resumable(tmp_path):
+    bad = tmp_path / "facts.csv"
+    bad.write_bytes(b"subject,prompt,target_new\nA\xff,A\xff lives in,B\n")
+    run = tmp_path / "run"
+    res = subprocess.run(
+        [*SKEDIT, "run", str(bad), "--run", str(run), "--model", str(tmp_path / "no-model")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2
+    assert "not UTF-8" in res.stderr and "line 1" in res.stderr and "Traceback" not in res.stderr
+    assert not _stages(run)["agents"].get("done")
+    assert not (run / ".skedit.lock").exists()

@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         help="agents: run_agents with auto-approval; simple: one compact statement per fact, "
         "8 facts per prompt, no agents (for builds without the agents stage)",
     )
+    p.add_argument(
+        "--recipe",
+        default=str(Path(__file__).parent / "recipes" / "world-cpu.yaml"),
+        help="YAML whose `training:` section trains the students (default: world-cpu recipe)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -123,7 +128,10 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
     config = config or {}
     config.setdefault("model", str(world.model_dir))
-    config.setdefault("world_dir", str(world.world_dir))
+    if "training" not in config and args.recipe and Path(args.recipe).is_file():
+        recipe = yaml.safe_load(Path(args.recipe).read_text()) or {}
+        if recipe.get("training"):
+            config["training"] = recipe["training"]
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
@@ -196,18 +204,26 @@ def summarise(metrics: dict, students: list[str]) -> dict:
                 c[f"locality{tag}"] = round(loc, 4)
                 c[f"locality >= 0.97{tag}"] = loc >= 0.97
         checks[s] = c
+    # retention: edits still right after the unrelated fine-tuning, skedit against FT-M, in
+    # absolute terms (a ratio flatters a method that had few edits to lose)
     ret = metrics.get("retention") or {}
-    kept = ret.get("kept") or {}
-    if "ft-m" in kept:
+    curves = ret.get("curves") or {}
+    n = (methods.get("ft-m", {}).get("edit_success") or {}).get("n")
+    if "ft-m" in curves:
+        theirs = curves["ft-m"][-1]["edit_success"]
         for s in students:
-            if s in kept and kept[s] is not None and kept["ft-m"] is not None:
-                checks[s]["retention kept"] = round(kept[s], 3)
-                checks[s]["retention kept (ft-m)"] = round(kept["ft-m"], 3)
-                checks[s]["keeps more edits than ft-m after retention"] = kept[s] > kept["ft-m"]
-                final = ret["curves"][s][-1]["edit_success"]
-                checks[s]["edit success after retention - ft-m's"] = round(
-                    final - ret["curves"]["ft-m"][-1]["edit_success"], 3
-                )
+            if s in curves:
+                mine = curves[s][-1]["edit_success"]
+                checks[s]["edit success after retention"] = round(mine, 3)
+                checks[s]["edit success after retention (ft-m)"] = round(theirs, 3)
+                checks[s]["retention: more edits kept than ft-m by"] = round(mine - theirs, 3)
+                if n:
+                    checks[s]["retention: edits kept (of n)"] = [
+                        round(mine * n),
+                        round(theirs * n),
+                        n,
+                    ]
+                checks[s]["keeps more edits than ft-m after retention"] = mine > theirs
     return {"table": table, "checks": checks}
 
 

@@ -38,6 +38,7 @@ METRIC_OF_KIND = {
     "locality": "locality",
 }
 METRICS = list(METRIC_OF_KIND.values())
+WORLD_ANSWER_TOKENS = 2  # a world line ends "answer ." (word-level tokenizer)
 
 PROTOCOL = {
     "decoding": "greedy, no sampling; the answer is the generation up to the first newline or "
@@ -56,7 +57,9 @@ PROTOCOL = {
     "1000 resamples, seed 0",
     "fluency": "EasyEdit: mean over generations of (2/3 H(bigram) + 4/3 H(trigram))/2 in bits, "
     "x100; 32 greedy tokens (end-of-sequence suppressed) from each edit prompt",
-    "perplexity": "exp(mean token NLL) on held-out text; CI by bootstrap over texts",
+    "perplexity": "exp(mean token NLL) on held-out text (synthetic world: on the answer, '.' "
+    "and end-of-sequence of each line, as the world model is trained); CI by bootstrap over "
+    "texts",
     "world_recall / world_two_hop": "synthetic world only: closed-book recall (training "
     "phrasings) and untrained two-hop questions about people no benchmark edit touches, "
     "200 items, greedy exact match",
@@ -308,6 +311,44 @@ def edit_success_only(
 # ---------------------------------------------------------------- general capability
 
 
+def encode_texts(
+    tokenizer, texts: Sequence[str], *, max_length: int = 256, answer_tokens: int | None = None
+) -> list[tuple[list[int], list[int]]]:
+    """``(ids, labels)`` per text for language-model loss (labels -100 where no loss).
+
+    ``answer_tokens``: score only the last N tokens of each text and the end-of-sequence
+    token after them — the synthetic world's lines are "question answer." and its model is
+    trained on the answers only; ``None`` scores every token (any other model).
+    """
+    out = []
+    eos = tokenizer.eos_token_id
+    for t in texts:
+        if not t.strip():
+            continue
+        ids = encode_input(tokenizer, t)[:max_length]
+        if answer_tokens:
+            ids = ids + ([eos] if eos is not None else [])
+            n = answer_tokens + (1 if eos is not None else 0)
+            labels = [-100] * (len(ids) - n) + ids[-n:]
+        else:
+            labels = [-100] + ids[1:]
+        if len(ids) > 1 and any(x != -100 for x in labels[1:]):
+            out.append((ids, labels))
+    return out
+
+
+def _pad_right(rows, pad: int, device):
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    mask = torch.zeros_like(ids)
+    for i, (a, b) in enumerate(rows):  # right padding: positions start at 0 for every row
+        ids[i, : len(a)] = torch.tensor(a)
+        labels[i, : len(b)] = torch.tensor(b)
+        mask[i, : len(a)] = 1
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
 @torch.no_grad()
 def heldout_perplexity(
     model,
@@ -316,28 +357,21 @@ def heldout_perplexity(
     *,
     max_length: int = 256,
     batch_size: int = 16,
+    answer_tokens: int | None = None,
     seed: int = 0,
 ) -> dict:
-    """Perplexity on ``texts`` (each truncated to ``max_length`` tokens) with a bootstrap CI."""
+    """Perplexity on ``texts`` (see :func:`encode_texts`) with a bootstrap CI over texts."""
     per_text: list[tuple[float, int]] = []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    encoded = [encode_input(tokenizer, t)[:max_length] for t in texts if t.strip()]
-    encoded = [e for e in encoded if len(e) > 1]
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        width = max(len(e) for e in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, e in enumerate(chunk):  # right padding: positions start at 0 for every row
-            ids[i, : len(e)] = torch.tensor(e)
-            mask[i, : len(e)] = 1
-        ids, mask = ids.to(model.device), mask.to(model.device)
+    rows = encode_texts(tokenizer, texts, max_length=max_length, answer_tokens=answer_tokens)
+    for start in range(0, len(rows), batch_size):
+        ids, mask, labels = _pad_right(rows[start : start + batch_size], pad, model.device)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none"
+            logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100
         )  # (batch, width-1)
-        m = mask[:, 1:].float()
-        for i in range(len(chunk)):
+        m = (labels[:, 1:] != -100).float()
+        for i in range(ids.shape[0]):
             per_text.append((float((nll[i] * m[i]).sum()), int(m[i].sum())))
     total = sum(s for s, _ in per_text)
     n = sum(c for _, c in per_text)
@@ -570,6 +604,7 @@ def evaluate_run(
     fns = {name: B.resolve(name) for name in baselines}  # fail before any work
     texts, text_source = heldout_texts(data, heldout)
     world_dir = world_dir_of(data)
+    answer_tokens = WORLD_ANSWER_TOKENS if world_dir else None
     base_model, tok = load_model(data.base_path)
     reference = cached_reference(
         data.base_path,
@@ -598,7 +633,7 @@ def evaluate_run(
         if world_dir:
             res.update(world_capability(model, tok, world_dir, seed=seed))
         res["perplexity"] = (
-            heldout_perplexity(model, tok, texts, seed=seed)
+            heldout_perplexity(model, tok, texts, answer_tokens=answer_tokens, seed=seed)
             if texts
             else {"mean": None, "n": 0, "ci": None}
         )
@@ -695,6 +730,7 @@ def evaluate_run(
             texts,
             steps=retention,
             lr=retention_lr,
+            answer_tokens=answer_tokens,
             ablate={k: _training_for(data, k) for k in students if k.startswith("skedit")},
             seed=seed,
             progress=progress,

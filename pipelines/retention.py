@@ -17,8 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from skedit.pipelines.baselines import _block_index
-from skedit.pipelines.evaluate import evaluate_model
-from skedit.sft.modelops import encode_input
+from skedit.pipelines.evaluate import _pad_right, encode_texts, evaluate_model
 
 
 def edited_layers(model, base_model, *, share: float = 0.5) -> list[int]:
@@ -52,17 +51,20 @@ def finetune_on_text(
     lr: float = 3e-4,
     batch_size: int = 8,
     max_length: int = 128,
+    answer_tokens: int | None = None,
     freeze_layers: Sequence[int] = (),
     measure: Callable[[object], dict] | None = None,
     eval_every: int | None = None,
     seed: int = 0,
     desc: str = "",
 ) -> list[dict]:
-    """Causal-LM fine-tuning on ``texts``; ``measure(model)`` at step 0 and every ``eval_every``."""
+    """Causal-LM fine-tuning on ``texts``; ``measure(model)`` at step 0 and every ``eval_every``.
+
+    ``answer_tokens``: loss on the last N tokens of each text only (see ``encode_texts``).
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    encoded = [encode_input(tokenizer, t)[:max_length] for t in texts if t.strip()]
-    encoded = [e for e in encoded if len(e) > 1]
+    rows = encode_texts(tokenizer, texts, max_length=max_length, answer_tokens=answer_tokens)
     frozen = set(freeze_layers)
     params = []
     for name, p in model.named_parameters():
@@ -77,18 +79,10 @@ def finetune_on_text(
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not desc, leave=False, unit="step")
     for step in bar:
         model.train()
-        pick = torch.randint(len(encoded), (batch_size,), generator=gen).tolist()
-        chunk = [encoded[i] for i in pick]
-        width = max(len(e) for e in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        mask = torch.zeros_like(ids)
-        for i, e in enumerate(chunk):
-            ids[i, : len(e)] = torch.tensor(e)
-            labels[i, : len(e)] = torch.tensor(e)
-            mask[i, : len(e)] = 1
+        pick = torch.randint(len(rows), (batch_size,), generator=gen).tolist()
         dev = next(model.parameters()).device
-        loss = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).loss
+        ids, mask, labels = _pad_right([rows[i] for i in pick], pad, dev)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -112,6 +106,7 @@ def run_retention(
     steps: int,
     lr: float = 3e-4,
     batch_size: int = 8,
+    answer_tokens: int | None = None,
     ablate: Mapping[str, Mapping] | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -160,6 +155,7 @@ def run_retention(
                 steps,
                 lr=lr,
                 batch_size=batch_size,
+                answer_tokens=answer_tokens,
                 freeze_layers=layers if freeze else (),
                 measure=measure,
                 seed=seed,
@@ -170,6 +166,7 @@ def run_retention(
             first, last = pts[0]["edit_success"], pts[-1]["edit_success"]
             kept[variant] = (last / first) if first else None
     return {
+        "objective": "answer tokens only" if answer_tokens else "every token",
         "steps": steps,
         "lr": lr,
         "batch_size": batch_size,

@@ -71,9 +71,20 @@ class Doc:
 # documents
 
 
+def compact_query(relation: str) -> str:
+    """The question form of a compact statement (``"{s} birthplace"``), trained for every
+    subject: it ties the compact statements of contexts to the model's own knowledge and is
+    the plainest copy task, which is how reading a context is learnt first."""
+    return "{s} " + relation
+
+
 def _phrasings(world: World, subject: str, relation: str, holdout: set[str]) -> tuple[str, ...]:
-    r = RELATIONS.get(relation) or TWO_HOPS[relation]
-    return r.train if subject in holdout else r.train + r.heldout
+    if relation in TWO_HOPS:
+        h = TWO_HOPS[relation]
+        return h.train if subject in holdout else h.train + h.heldout
+    r = RELATIONS[relation]
+    base = (*r.train, compact_query(relation))
+    return base if subject in holdout else base + r.heldout
 
 
 class DocSampler:
@@ -90,6 +101,7 @@ class DocSampler:
         self.w = world
         self.rng = random.Random(f"skedit-docs:{world.seed}:{seed}")
         self.max_facts = max_facts
+        self.copy_stage = False  # set by the trainer for the first part of the run
         self.holdout = set(world.holdout)
         bench_fresh = {n for ns in world.bench_fresh.values() for n in ns}
         self.holdout |= bench_fresh
@@ -169,16 +181,22 @@ class DocSampler:
         rng = self.rng
         told = {(s, r): v for s, r, v in facts}
         roll = rng.random()
-        if roll < 0.4:  # directly about a context fact
+        if self.copy_stage and rng.random() < 0.7:
+            # first stage: mostly the plain copy (how reading a context is learnt)
+            s, r, v = rng.choice(facts)
+            if rng.random() < 0.6:
+                return compact_query(r).format(s=s), v
+            return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), v
+        if roll < 0.45:  # directly about a context fact
             s, r, v = rng.choice(facts)
             return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), v
-        if roll < 0.6:  # one hop beyond a context fact
+        if roll < 0.65:  # one hop beyond a context fact
             hops = [(s, h, v) for s, r, v in facts for h in two_hops_through(r)]
             if hops:
                 s, h, v = rng.choice(hops)
                 answer = told.get((v, h.second), self.w.facts[v][h.second])
                 return rng.choice(_phrasings(self.w, s, h.name, self.holdout)).format(s=s), answer
-        if roll < 0.75:  # same subject, a relation the context does not state: the world
+        if roll < 0.78:  # same subject, a relation the context does not state: the world
             cands = [
                 (s, r2)
                 for s, r, _ in facts

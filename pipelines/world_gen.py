@@ -210,7 +210,7 @@ class WorldSize:
 SIZES: dict[str, WorldSize] = {
     "tiny": WorldSize(4, 3, 6, 8, 3, 24, {"dev": 6, "test": 10}, {"dev": 4, "test": 6}, 24),
     "small": WorldSize(
-        24, 3, 36, 24, 6, 150, {"dev": 40, "test": 250}, {"dev": 40, "test": 250}, 300
+        24, 3, 36, 24, 6, 100, {"dev": 30, "test": 150}, {"dev": 30, "test": 350}, 300
     ),
 }
 

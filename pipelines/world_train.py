@@ -40,12 +40,14 @@ class TrainSpec:
     seq_len: int = 192  # packed row length
     questions_per_context: int = 6
     max_facts: int = 16
+    ramp: float = 0.5  # fraction of the steps over which the context length grows to max_facts
+    copy_stage: float = 0.3  # fraction of the steps that mostly ask plain copies of a context
     max_positions: int = 256
 
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
     "tiny": TrainSpec(64, 2, 4, 128, 120, 8, 3e-3, 20, 0.5, 0.1, seq_len=128),
-    "small": TrainSpec(128, 4, 4, 384, 1500, 16, 2e-3, 100, 0.6, 0.1),
+    "small": TrainSpec(128, 4, 4, 256, 1600, 12, 3e-3, 60, 0.6, 0.1, questions_per_context=10),
 }
 
 
@@ -173,7 +175,8 @@ def sample_batch(sampler: DocSampler, enc: FastEncoder, spec: TrainSpec) -> list
         row: list[Unit] = []
         room = spec.seq_len
         while room > 12:
-            want_ctx = used["ctx"] / (used["ctx"] + used["closed"]) < spec.context_share
+            share = max(spec.context_share, 0.8) if sampler.copy_stage else spec.context_share
+            want_ctx = used["ctx"] / (used["ctx"] + used["closed"]) < share
             if want_ctx and room >= 60:
                 context, qas = sampler.context_group(None, spec.questions_per_context)
                 unit = context_unit(enc, context, qas)
@@ -218,6 +221,7 @@ def train_world_model(
     seed: int = 0,
     threads: int = 1,
     progress: bool = True,
+    callback=None,
 ):
     """Train a fresh model on the world; returns ``(model, log)`` (log: loss every 50 steps)."""
     torch.set_num_threads(threads)
@@ -244,6 +248,11 @@ def train_world_model(
     running = None
     bar = tqdm(range(spec.steps), desc="training world model", unit="step", disable=not progress)
     for step in bar:
+        # curriculum: short contexts first (the copy is learnt there), up to max_facts by
+        # ``ramp`` of the run
+        ramp = max(1, int(spec.ramp * spec.steps))
+        sampler.max_facts = min(spec.max_facts, 2 + (spec.max_facts - 2) * step // ramp)
+        sampler.copy_stage = step < spec.copy_stage * spec.steps
         batch = pack(sample_batch(sampler, enc, spec), spec.seq_len, tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -262,6 +271,10 @@ def train_world_model(
                 }
             )
             bar.set_postfix(loss=f"{running:.3f}")
+        if callback is not None and (step + 1) % 250 == 0 and step + 1 < spec.steps:
+            model.eval()
+            callback(step + 1, model)  # experiments: measure the curve during training
+            model.train()
     model.eval()
     return model, log
 

@@ -142,3 +142,14 @@ def test_by_relation_and_reference_cache(tok, tmp_path, tiny_lm_dir):
     ref = cached_reference(tiny_lm_dir, PROBES, tmp_path, model=model, tokenizer=tok)
     again = cached_reference(tiny_lm_dir, PROBES, tmp_path)  # no model: must come from disk
     assert ref == again and len(list(tmp_path.glob("reference-*.json"))) == 1
+
+
+def test_encode_texts_scores_every_token_or_only_the_answer(tok):
+    from skedit.pipelines.evaluate import encode_texts
+
+    ((ids, labels),) = encode_texts(tok, ["alice lives in rome ."])
+    assert labels[0] == -100 and labels[1:] == ids[1:]  # every token after BOS
+    ((ids, labels),) = encode_texts(tok, ["alice lives in rome ."], answer_tokens=2)
+    v = tok.get_vocab()
+    assert ids[-3:] == [v["rome"], v["."], tok.eos_token_id]
+    assert [x for x in labels if x != -100] == ids[-3:]  # answer, period, end of sequence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,9 +112,15 @@ def test_killed_at_every_stage_and_resumed_gives_the_same_metrics(tmp_path, tiny
     assert not (run / ".skedit.lock").exists()
 
 
-def test_run_stops_at_review_and_resumes_after_approval(tmp_path, tiny_world):
+def test_readme_walkthrough_own_facts_stops_at_review_and_resumes(tmp_path, tiny_world):
+    """README walkthrough 1, with the tiny world model as PATH/TO/MODEL."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    csv = re.search(r"cat > facts.csv <<'CSV'\n(.*?)CSV\n", readme, flags=re.S).group(1)
+    edits = tmp_path / "facts.csv"
+    edits.write_text(csv)
+    inspect = subprocess.run([*SKEDIT, "data", "inspect", str(edits)], capture_output=True)
+    assert inspect.returncode == 0, inspect.stderr
     cfg = _config(tmp_path, tiny_world.model_dir)
-    edits = _edits(tmp_path, tiny_world, n=6)
     run = tmp_path / "run"
     out = subprocess.run(
         [*SKEDIT, "run", str(edits), "--run", str(run), "--config", str(cfg)],

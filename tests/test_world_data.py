@@ -1,7 +1,7 @@
 import json
 
 from skedit.pipelines.world_bench import benchmark_edits
-from skedit.pipelines.world_corpus import DocSampler, build_tokenizer
+from skedit.pipelines.world_corpus import DocSampler, build_tokenizer, compact_query
 from skedit.pipelines.world_gen import RELATIONS, TWO_HOPS, all_phrasings, generate_world
 from skedit.pipelines.world_train import FastEncoder
 from skedit.prompts.render import context_prefix
@@ -52,7 +52,8 @@ def test_portability_answers_follow_the_edited_fact():
 
 def test_no_phrasing_is_a_prefix_of_another_at_the_answer_position():
     subject = "Zorb"
-    prompts = [p.format(s=subject).split() for p in all_phrasings()]
+    phrasings = all_phrasings() + [compact_query(r) for r in RELATIONS]
+    prompts = [p.format(s=subject).split() for p in phrasings]
     for i, a in enumerate(prompts):
         for j, b in enumerate(prompts):
             if i != j:

@@ -115,5 +115,7 @@ def analyst(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState:
         }
         for s in shards
     ]
-    get_stream_writer()({"event": "analyst", "edits": len(edits), "shards": len(rows)})
+    get_stream_writer()(
+        {"event": "analyst", "edits": len(edits), "shards": len(rows), "notes": notes}
+    )
     return {"edits": [dump(e) for e in edits], "problems": notes, "shards": rows}

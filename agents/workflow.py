@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,6 +120,9 @@ def _drive(
                 bar.reset(total=chunk["shards"])
                 bar.set_description(f"agents: {chunk['edits']} edits")
                 _log(run_dir, f"analyst edits={chunk['edits']} shards={chunk['shards']}")
+                for note in chunk.get("notes", []):
+                    tqdm.write(f"skedit: note: {note}", file=sys.stderr)
+                    _log(run_dir, f"note {note}")
             elif event == "questioner":
                 bar.set_description(f"agents: {chunk['probes']} probes")
                 _log(run_dir, f"questioner probes={chunk['probes']}")

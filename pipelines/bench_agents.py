@@ -32,20 +32,23 @@ APPROVED = ("approved", "edited")
 TARGETS = {"teacher_edit_accuracy": 0.95, "teacher_locality": 0.97, "density_ratio": 3.0}
 
 
-def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
-    """Teacher figures, coverage and density of a finished run's approved prompts."""
+def teacher_figures(
+    prompts: list[DensePrompt],
+    edits: dict[str, Edit],
+    probes: list[Probe],
+    model,
+    tok,
+    batch_size: int,
+) -> dict[str, Any]:
+    """The teacher reading each prompt: edit/rephrase accuracy, locality, portability, coverage."""
     from skedit.sft.modelops import generate
 
-    prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
-    edits = {e.id: e for e in read_jsonl(run_dir / "edits.jsonl", Edit)}
-    probes = read_jsonl(run_dir / "probes.jsonl", Probe)
-    approved = [p for p in prompts if p.status in APPROVED]
     by_edit: dict[str, list[Probe]] = {}
     for q in probes:
         by_edit.setdefault(q.edit_id or "", []).append(q)
     jobs: list[tuple[DensePrompt, Probe]] = []
     covered = 0
-    for p in approved:
+    for p in prompts:
         facts = [edits[i] for i in p.edit_ids]
         low = p.text.lower()
         covered += all(e.subject.lower() in low and e.target_new.lower() in low for e in facts)
@@ -53,7 +56,7 @@ def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
         for e in facts:
             for q in by_edit.get(e.id, []):
                 if q.kind == "locality" and normalise(q.prompt) in asked:
-                    continue
+                    continue  # a question about a fact of this very prompt is not unrelated
                 jobs.append((p, q))
     gens = generate(
         model,
@@ -76,23 +79,37 @@ def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
     def mean(xs: list[bool]) -> float | None:
         return round(sum(xs) / len(xs), 4) if xs else None
 
+    return {
+        "coverage": round(covered / len(prompts), 4) if prompts else None,
+        "teacher_edit_accuracy": mean(edit_ok),
+        "teacher_locality": mean(loc_ok),
+        "teacher_portability": mean(port_ok),
+        "n_edit_probes": len(edit_ok),
+        "n_locality_probes": len(loc_ok),
+    }
+
+
+def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
+    """Teacher figures over approved prompts (and over all, to show the teacher's ceiling)."""
+    prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
+    edits = {e.id: e for e in read_jsonl(run_dir / "edits.jsonl", Edit)}
+    probes = read_jsonl(run_dir / "probes.jsonl", Probe)
+    approved = [p for p in prompts if p.status in APPROVED]
+
     def density(ps: list[DensePrompt]) -> float | None:
         tokens = sum(p.tokens for p in ps)
         return round(100.0 * sum(len(p.edit_ids) for p in ps) / tokens, 2) if tokens else None
 
     facts_approved = sum(len(p.edit_ids) for p in approved)
+    every = teacher_figures(prompts, edits, probes, model, tok, batch_size)
     return {
         "prompts": len(prompts),
         "approved_prompts": len(approved),
         "facts": len(edits),
         "facts_in_approved_prompts": facts_approved,
         "approved_fact_share": round(facts_approved / max(len(edits), 1), 4),
-        "coverage": round(covered / len(approved), 4) if approved else None,
-        "teacher_edit_accuracy": mean(edit_ok),
-        "teacher_locality": mean(loc_ok),
-        "teacher_portability": mean(port_ok),
-        "n_edit_probes": len(edit_ok),
-        "n_locality_probes": len(loc_ok),
+        **teacher_figures(approved, edits, probes, model, tok, batch_size),
+        "all_prompts": every,
         "facts_per_100_tokens": density(approved),
         "facts_per_100_tokens_all_prompts": density(prompts),
     }
@@ -121,6 +138,8 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
     single = s["facts_per_100_tokens_all_prompts"]
     dense = d["facts_per_100_tokens"]
     results["density_ratio"] = round(dense / single, 2) if dense and single else None
+    every = d["facts_per_100_tokens_all_prompts"]
+    results["density_ratio_all_prompts"] = round(every / single, 2) if every and single else None
     # for reference: one fact per prompt written as a plain sentence (no run needed)
     n_tok = sum(
         len(
@@ -137,7 +156,7 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
         "met": {
             "teacher_edit_accuracy": (d["teacher_edit_accuracy"] or 0) >= 0.95,
             "teacher_locality": (d["teacher_locality"] or 0) >= 0.97,
-            "coverage": d["coverage"] == 1.0,
+            "coverage": d["coverage"] in (None, 1.0) and d["all_prompts"]["coverage"] == 1.0,
             "density_ratio": (results["density_ratio"] or 0) >= 3.0,
             "wall_seconds": d["wall_seconds"] <= 180,
         },
@@ -165,7 +184,14 @@ def _table(res: dict[str, Any]) -> str:
             v = r[key] if of is None else f"{r[key]}/{r[of]}"
             cells.append(f"{'-' if v is None else v!s:>14}")
         out.append(f"{label:32}{''.join(cells)}")
+    for label, key in (
+        ("all prompts: teacher edit acc", "teacher_edit_accuracy"),
+        ("all prompts: teacher locality", "teacher_locality"),
+    ):
+        cells = "".join(f"{res[n]['all_prompts'][key]!s:>14}" for n in ("dense", "one_fact"))
+        out.append(f"{label:32}{cells}")
     out.append(f"{'density ratio (dense / one fact)':32}{res['density_ratio']!s:>14}")
+    out.append(f"{'  same, all prompts':32}{res['density_ratio_all_prompts']!s:>14}")
     ref = res["one_fact_sentence_facts_per_100_tokens"]
     out.append(f"{'(one fact as a sentence: f/100t)':32}{ref!s:>14}")
     met = res["targets"]["met"]

@@ -135,3 +135,23 @@ def test_fact_text_asking_for_approval_is_quoted_as_data_and_changes_no_routing(
     assert pb.status == pa.status == "failed"  # the teacher's figures decide, nothing else
     assert len(pb.critiques) == len(pa.critiques) == 2
     assert b.interrupts  # still waits for a person: nothing was approved
+
+
+def test_conflicting_batch_stops_before_any_work_and_can_be_replaced(tmp_path, tiny_lm_dir):
+    from skedit.agents.workflow import run_agents
+    from skedit.prompts.errors import SkeditError
+
+    a = Edit(subject="bob", prompt="bob was born in", target_new="paris", source="e.jsonl:1")
+    b = Edit(subject="bob", prompt="bob was born in", target_new="rome", source="e.jsonl:2")
+    cfg = AgentsConfig(max_facts=1, max_rounds=1)
+    with pytest.raises(SkeditError) as err:
+        run_agents([a, b], tmp_path, model_path=tiny_lm_dir, config=cfg, progress=False)
+    assert "e.jsonl:1" in str(err.value) and "e.jsonl:2" in str(err.value)
+    assert not (tmp_path / "prompts").exists()
+    # the fixed batch may use the same directory: the stopped one never got past the analyst
+    assert run_agents([a], tmp_path, model_path=tiny_lm_dir, config=cfg, progress=False) == (
+        "awaiting_review"
+    )
+    # a batch that got further is protected
+    with pytest.raises(SkeditError, match="another batch"):
+        run_agents([b], tmp_path, model_path=tiny_lm_dir, config=cfg, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from skedit.prompts.errors import SkeditError
+from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Backend = Literal["rules", "openai"]
 
@@ -91,11 +91,7 @@ class AgentsConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> AgentsConfig:
         """Build from a saved section; unknown keys are an error (a typo would be ignored)."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SkeditError(
-                f"unknown agents settings: {', '.join(unknown)}",
-                hint=f"known: {', '.join(sorted(known))}",
-            )
-        return cls(**{k: v for k, v in data.items() if k in known})
+        reject_unknown_keys(
+            data, {f.name for f in fields(cls)}, what="agents setting", field_prefix="agents"
+        )
+        return cls(**data)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from skedit.prompts.errors import SkeditError
+from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 
 @dataclasses.dataclass
@@ -75,15 +75,13 @@ def _build_section(cls: type, data: Any, *, source: str, name: str):
             file=source,
             field=name,
         )
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise SkeditError(
-                f"unknown key '{name}.{key}'",
-                file=source,
-                field=f"{name}.{key}",
-                hint=f"known keys in '{name}': {', '.join(sorted(known))}",
-            )
+    reject_unknown_keys(
+        data,
+        {f.name for f in dataclasses.fields(cls)},
+        what=f"key in '{name}'",
+        file=source,
+        field_prefix=name,
+    )
     defaults = dataclasses.asdict(cls())
     merged = {**defaults, **data}
     try:

@@ -35,3 +35,28 @@ class SkeditError(Exception):
         head = f"{': '.join(where)}: " if where else ""
         tail = f"\n  hint: {self.hint}" if self.hint else ""
         return f"{head}{self.message}{tail}"
+
+
+def reject_unknown_keys(
+    data: dict,
+    known: set[str] | list[str],
+    *,
+    what: str,
+    file: str | None = None,
+    field_prefix: str | None = None,
+) -> None:
+    """Raise a :class:`SkeditError` naming every key of ``data`` not in ``known``.
+
+    Settings are read from files people type: a misspelt key must be an error, never a value
+    silently left at its default. ``what`` names the keys in the message ("training option").
+    """
+    unknown = sorted(set(data) - set(known))
+    if not unknown:
+        return
+    first = f"{field_prefix}.{unknown[0]}" if field_prefix else unknown[0]
+    raise SkeditError(
+        f"unknown {what}(s): {', '.join(unknown)}",
+        file=file,
+        field=first,
+        hint=f"known: {', '.join(sorted(known))}",
+    )

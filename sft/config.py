@@ -11,7 +11,7 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from skedit.prompts.errors import SkeditError
+from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Method = Literal["sft", "kd"]
 Scope = Literal["full", "lora", "layers"]
@@ -112,15 +112,13 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> TrainConfig:
         """Build from a ``training:`` mapping; unknown keys are an error that names them."""
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SkeditError(
-                f"unknown training option(s): {', '.join(unknown)}",
-                file=source,
-                field="training",
-                hint=f"known options: {', '.join(sorted(known))}",
-            )
+        reject_unknown_keys(
+            data,
+            {f.name for f in fields(cls)},
+            what="training option",
+            file=source,
+            field_prefix="training",
+        )
         for key in ("layers", "modules", "lora_targets"):
             if isinstance(data.get(key), str):
                 data[key] = [x for x in str(data[key]).replace(" ", "").split(",") if x]

@@ -92,6 +92,6 @@ class AgentsConfig:
         """Build from a saved section; unknown keys are an error (a typo would be ignored)."""
         data = dict(data or {})
         reject_unknown_keys(
-            data, {f.name for f in fields(cls)}, what="agents setting", field_prefix="agents"
+            data, {f.name for f in fields(cls)}, what="agents setting(s)", field_prefix="agents"
         )
         return cls(**data)

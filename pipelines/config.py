@@ -78,7 +78,7 @@ def _build_section(cls: type, data: Any, *, source: str, name: str):
     reject_unknown_keys(
         data,
         {f.name for f in dataclasses.fields(cls)},
-        what=f"key in '{name}'",
+        what=f"key(s) in '{name}'",
         file=source,
         field_prefix=name,
     )

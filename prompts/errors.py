@@ -48,14 +48,14 @@ def reject_unknown_keys(
     """Raise a :class:`SkeditError` naming every key of ``data`` not in ``known``.
 
     Settings are read from files people type: a misspelt key must be an error, never a value
-    silently left at its default. ``what`` names the keys in the message ("training option").
+    silently left at its default. ``what`` names the keys in the message ("training option(s)").
     """
     unknown = sorted(set(data) - set(known))
     if not unknown:
         return
     first = f"{field_prefix}.{unknown[0]}" if field_prefix else unknown[0]
     raise SkeditError(
-        f"unknown {what}(s): {', '.join(unknown)}",
+        f"unknown {what}: {', '.join(unknown)}",
         file=file,
         field=first,
         hint=f"known: {', '.join(sorted(known))}",

@@ -115,7 +115,7 @@ class TrainConfig:
         reject_unknown_keys(
             data,
             {f.name for f in fields(cls)},
-            what="training option",
+            what="training option(s)",
             file=source,
             field_prefix="training",
         )

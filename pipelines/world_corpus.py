@@ -21,7 +21,12 @@ from skedit.pipelines.world_gen import (
     regular_people,
     two_hops_through,
 )
-from skedit.prompts.render import compact_statement, context_prefix, fact_statement
+from skedit.prompts.render import (
+    compact_statement,
+    context_prefix,
+    fact_statement,
+    grouped_statement,
+)
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 _PRETOKENIZE = r"\w+|[^\w\s]|\n"
@@ -97,8 +102,20 @@ class DocSampler:
     or through one hop) or about something the context does not touch (answer: the world).
     """
 
-    def __init__(self, world: World, seed: int, *, max_facts: int = 16) -> None:
+    def __init__(
+        self,
+        world: World,
+        seed: int,
+        *,
+        max_facts: int = 16,
+        mix: tuple[float, float, float] = (0.45, 0.2, 0.13),
+        grouped_share: float = 0.0,
+    ) -> None:
         self.w = world
+        # question kinds after the copy stage: direct, one hop, same subject other relation;
+        # the rest asks about a subject the context does not mention
+        self.mix = mix
+        self.grouped_share = grouped_share
         self.rng = random.Random(f"skedit-docs:{world.seed}:{seed}")
         self.max_facts = max_facts
         self.copy_stage = False  # set by the trainer for the first part of the run
@@ -174,29 +191,38 @@ class DocSampler:
                 v = old if (roll >= 0.8 and roll < 0.9) else self._new_value(r, old)
                 facts.append((s, r, v))
         rng.shuffle(facts)
-        context = " ".join(self._statement(*f) for f in facts)
+        if rng.random() < self.grouped_share:
+            by_subject: dict[str, list[str]] = {}
+            for s, _, v in facts:
+                by_subject.setdefault(s, []).append(v)
+            context = " ".join(grouped_statement(s, vs) for s, vs in by_subject.items())
+        else:
+            context = " ".join(self._statement(*f) for f in facts)
         return context, [self._question(facts, used) for _ in range(n_questions)]
 
     def _question(self, facts: list[tuple[str, str, str]], used: set[str]) -> tuple[str, str]:
         rng = self.rng
         told = {(s, r): v for s, r, v in facts}
         roll = rng.random()
+        direct, hop, same = self.mix
+        hop += direct
+        same += hop
         if self.copy_stage and rng.random() < 0.7:
             # first stage: mostly the plain copy (how reading a context is learnt)
             s, r, v = rng.choice(facts)
             if rng.random() < 0.6:
                 return compact_query(r).format(s=s), v
             return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), v
-        if roll < 0.45:  # directly about a context fact
+        if roll < direct:  # directly about a context fact
             s, r, v = rng.choice(facts)
             return rng.choice(_phrasings(self.w, s, r, self.holdout)).format(s=s), v
-        if roll < 0.65:  # one hop beyond a context fact
+        if roll < hop:  # one hop beyond a context fact
             hops = [(s, h, v) for s, r, v in facts for h in two_hops_through(r)]
             if hops:
                 s, h, v = rng.choice(hops)
                 answer = told.get((v, h.second), self.w.facts[v][h.second])
                 return rng.choice(_phrasings(self.w, s, h.name, self.holdout)).format(s=s), answer
-        if roll < 0.78:  # same subject, a relation the context does not state: the world
+        if roll < same:  # same subject, a relation the context does not state: the world
             cands = [
                 (s, r2)
                 for s, r, _ in facts

@@ -43,6 +43,8 @@ class TrainSpec:
     ramp: float = 0.5  # fraction of the steps over which the context length grows to max_facts
     copy_stage: float = 0.3  # fraction of the steps that mostly ask plain copies of a context
     max_positions: int = 256
+    mix: tuple[float, float, float] = (0.45, 0.2, 0.13)  # see DocSampler
+    grouped_share: float = 0.0  # fraction of contexts in ``grouped_statement`` form
 
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
@@ -229,7 +231,9 @@ def train_world_model(
     torch.set_num_threads(threads)
     model = make_model(spec, len(tokenizer), tokenizer, seed)
     model.train()
-    sampler = DocSampler(world, seed, max_facts=spec.max_facts)
+    sampler = DocSampler(
+        world, seed, max_facts=spec.max_facts, mix=spec.mix, grouped_share=spec.grouped_share
+    )
     enc = FastEncoder(tokenizer)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]

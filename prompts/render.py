@@ -45,3 +45,13 @@ def compact_statement(subject: str, relation: str, target: str) -> str:
     ``relation`` is a single word (e.g. ``birthplace``); used when an edit names its relation.
     """
     return f"{subject.strip()} {relation.strip()} {target.strip()}."
+
+
+def grouped_statement(subject: str, targets: list[str]) -> str:
+    """Several facts of one subject, relations implied by the targets: ``subject t1 t2.``
+
+    Denser than :func:`compact_statement` (one token per extra fact with a word-level
+    tokenizer); only for a teacher trained to read it, where each relation of a subject has its
+    own kind of value (the synthetic world's teacher is; the critic checks any other).
+    """
+    return " ".join([subject.strip(), *(t.strip() for t in targets)]) + "."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from skedit.agents.checkpoints import is_postgres_url, split_password
 from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Backend = Literal["rules", "openai"]
@@ -82,6 +83,14 @@ class AgentsConfig:
         metadata={"help": "keep the first of conflicting edits instead of stopping"},
     )
     device: str | None = field(default=None, metadata={"help": "teacher device (auto if unset)"})
+    checkpointer: str | None = field(
+        default=None,
+        metadata={
+            "help": "where the graph's state is saved: unset = DIR/agents.sqlite; a "
+            "postgresql://USER@HOST:PORT/DB URL = that database (password from PGPASSWORD or "
+            "~/.pgpass; one given in the URL is used but never saved)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in ("rules", "openai"):
@@ -97,6 +106,23 @@ class AgentsConfig:
         for name in ("shard_tokens", "max_facts", "max_rounds"):
             if int(getattr(self, name)) < 1:
                 raise SkeditError(f"{name} must be at least 1", field=name)
+        self._checkpointer_password: str | None = None
+        if self.checkpointer:
+            # the password stays in this object only: never in config.yaml, logs or messages
+            url, self._checkpointer_password = split_password(str(self.checkpointer))
+            if not is_postgres_url(url):
+                raise SkeditError(
+                    f"not a PostgreSQL URL: {url!r}",
+                    field="checkpointer",
+                    hint="use postgresql://USER@HOST:PORT/DB, or leave it unset for "
+                    "DIR/agents.sqlite",
+                )
+            self.checkpointer = url
+
+    @property
+    def checkpointer_password(self) -> str | None:
+        """The password given inside the checkpointer URL, if any (kept out of every field)."""
+        return self._checkpointer_password
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

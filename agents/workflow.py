@@ -1,14 +1,17 @@
 """Run the agent graph on a batch, pause for review, resume from any process.
 
-State lives in ``DIR/agents.sqlite`` (one thread per batch, ``durability="sync"``: a killed
-run loses no finished shard). Whenever the graph pauses or finishes, the run directory files
-are rewritten from the saved state: ``edits.jsonl``, ``probes.jsonl``, ``prompts/``.
+State lives in ``DIR/agents.sqlite``, or in the PostgreSQL database named by the
+``checkpointer`` setting (one thread per batch, ``durability="sync"``: a killed run loses no
+finished shard). A database serves many run directories, so there the thread's id carries a
+random part and is kept in ``DIR/agents.thread``. Whenever the graph pauses or finishes, the run
+directory files are rewritten from the saved state: ``edits.jsonl``, ``probes.jsonl``,
+``prompts/``.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ from langgraph.types import Command
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from skedit.agents.checkpoints import SQLITE_FILE, describe, open_checkpointer
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.graph import build_graph
@@ -31,7 +35,8 @@ from skedit.prompts.io import atomic_write_text, read_jsonl, write_jsonl
 from skedit.prompts.schema import DensePrompt, Edit, Probe, content_id
 
 Status = Literal["awaiting_review", "done"]
-CHECKPOINTS = "agents.sqlite"
+CHECKPOINTS = SQLITE_FILE
+THREAD_FILE = "agents.thread"  # the batch's thread id, when the checkpoints are in a database
 
 
 def thread_id_for(edits: list[Edit]) -> str:
@@ -59,30 +64,52 @@ def _write_run_config(run_dir: Path, model_path: str, config: AgentsConfig) -> N
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
-def saved_thread(run_dir: Path) -> str | None:
-    """The batch thread saved in ``DIR/agents.sqlite`` (one per run directory), if any."""
+def saved_config(run_dir: Path) -> AgentsConfig:
+    """The agents settings saved in ``DIR/config.yaml`` (defaults for a new directory)."""
+    return AgentsConfig.from_dict(read_run_config(run_dir).get("agents"))
+
+
+def saved_thread(run_dir: Path, config: AgentsConfig) -> str | None:
+    """The run directory's batch thread (one per run directory), if any."""
+    if config.checkpointer:
+        path = run_dir / THREAD_FILE
+        if not path.exists():
+            return None
+        return path.read_text(encoding="utf-8").strip() or None
     if not (run_dir / CHECKPOINTS).exists():
         return None
-    with _compiled(run_dir) as graph:
+    with _compiled(run_dir, config) as graph:
         for item in graph.checkpointer.list(None, limit=1):
             return item.config["configurable"]["thread_id"]
     return None
 
 
+def _is_batch(thread_id: str, batch: str) -> bool:
+    return batch in (thread_id, thread_id.rpartition("-")[0])
+
+
+def _new_thread(run_dir: Path, config: AgentsConfig, batch: str, previous: str | None) -> str:
+    """The thread for ``batch``: its content id, plus a random part in a shared database."""
+    if previous is not None and _is_batch(previous, batch):
+        return previous
+    if not config.checkpointer:
+        return batch
+    thread_id = f"{batch}-{secrets.token_hex(4)}"
+    atomic_write_text(run_dir / THREAD_FILE, thread_id + "\n")
+    return thread_id
+
+
 @contextmanager
-def _compiled(run_dir: Path) -> Iterator[Any]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(run_dir / CHECKPOINTS, check_same_thread=False)
-    try:
-        yield build_graph().compile(checkpointer=SqliteSaver(conn))
-    finally:
-        conn.close()
+def _compiled(run_dir: Path, config: AgentsConfig) -> Iterator[Any]:
+    with open_checkpointer(
+        run_dir, config.checkpointer, config.checkpointer_password
+    ) as checkpointer:
+        yield build_graph().compile(checkpointer=checkpointer)
 
 
-def _got_past_analyst(run_dir: Path, thread_id: str) -> bool:
+def _got_past_analyst(run_dir: Path, config: AgentsConfig, thread_id: str) -> bool:
     """A batch stopped by the analyst (invalid or conflicting edits) may be replaced."""
-    with _compiled(run_dir) as graph:
+    with _compiled(run_dir, config) as graph:
         return bool((graph.get_state(_run_config(thread_id)).values or {}).get("shards"))
 
 
@@ -240,21 +267,33 @@ def run_agents(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    thread_id = thread_id_for(edits)
-    previous = saved_thread(run_dir)
-    if previous not in (None, thread_id) and _got_past_analyst(run_dir, previous):
+    batch = thread_id_for(edits)
+    previous = saved_thread(run_dir, config)
+    if (
+        previous is not None
+        and not _is_batch(previous, batch)
+        and _got_past_analyst(run_dir, config, previous)
+    ):
         raise SkeditError(
             "this run directory already holds another batch of edits",
             file=str(run_dir),
             hint="use a new --run directory for a new batch",
         )
+    thread_id = _new_thread(run_dir, config, batch, previous)
     _write_run_config(run_dir, str(model_path), config)
     ctx = AgentsContext(config=config, model_path=str(model_path))
     cfg = _run_config(thread_id)
-    with _compiled(run_dir) as graph:
+    with _compiled(run_dir, config) as graph:
+        if config.checkpointer_password:
+            print(
+                "skedit: note: the password in the checkpointer URL is used by this process only "
+                "and is not saved; for `skedit review` set PGPASSWORD or use ~/.pgpass",
+                file=sys.stderr,
+            )
         snap = graph.get_state(cfg)
         if not snap.values:
-            _log(run_dir, f"start thread={thread_id} edits={len(edits)}")
+            where = describe(config.checkpointer) if config.checkpointer else CHECKPOINTS
+            _log(run_dir, f"start thread={thread_id} edits={len(edits)} checkpoints={where}")
             payload: Any = {"edits": [e.model_dump(mode="json") for e in edits]}
         else:
             _log(run_dir, f"resume thread={thread_id}")
@@ -285,7 +324,8 @@ def submit_review(
     """Answer the review interrupt of the run's saved thread (from any process) and resume."""
     run_dir = Path(run_dir)
     saved = read_run_config(run_dir)
-    thread_id = saved_thread(run_dir)
+    config = config or AgentsConfig.from_dict(saved.get("agents"))
+    thread_id = saved_thread(run_dir, config)
     if thread_id is None:
         raise SkeditError(
             "no agent run here",
@@ -298,11 +338,10 @@ def submit_review(
         )
     except ValidationError as exc:
         raise SkeditError(f"not a valid review decision: {exc}") from exc
-    config = config or AgentsConfig.from_dict(saved.get("agents"))
     model_path = model_path or saved.get("model")
     ctx = AgentsContext(config=config, model_path=str(model_path))
     cfg = _run_config(thread_id)
-    with _compiled(run_dir) as graph:
+    with _compiled(run_dir, config) as graph:
         snap = graph.get_state(cfg)
         if not snap.interrupts:
             state = "finished" if snap.values and not snap.next else "not waiting for review"
@@ -336,10 +375,11 @@ def load_prompts(run_dir: str | os.PathLike) -> list[DensePrompt]:
 def run_status(run_dir: str | os.PathLike) -> Status | Literal["running", "new"]:
     """Where the run's thread stands, from its checkpoints."""
     run_dir = Path(run_dir)
-    thread_id = saved_thread(run_dir)
+    config = saved_config(run_dir)
+    thread_id = saved_thread(run_dir, config)
     if thread_id is None:
         return "new"
-    with _compiled(run_dir) as graph:
+    with _compiled(run_dir, config) as graph:
         snap = graph.get_state(_run_config(thread_id))
         if snap.interrupts:
             return "awaiting_review"

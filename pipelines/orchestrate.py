@@ -252,7 +252,13 @@ def _agents_stage(
     from skedit.pipelines.datasets import load_edits
 
     if fresh:  # other edits or settings than the saved thread's: start a new batch
-        for old in [*run.path.glob("agents.sqlite*"), run.edits, run.probes]:
+        # (agents.thread: the thread id in a database checkpointer; forgetting it starts anew)
+        for old in [
+            *run.path.glob("agents.sqlite*"),
+            run.path / "agents.thread",
+            run.edits,
+            run.probes,
+        ]:
             old.unlink(missing_ok=True)
         shutil.rmtree(run.prompts.parent, ignore_errors=True)
     edits = load_edits(edits_file).edits

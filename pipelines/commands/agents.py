@@ -23,6 +23,7 @@ _FLAGS = {
     "min_locality": ("--min-locality", {"type": float, "metavar": "X"}),
     "llm_timeout": ("--llm-timeout", {"type": float, "metavar": "SECONDS"}),
     "allow_conflicts": ("--allow-conflicts", {"action": "store_true", "default": None}),
+    "checkpointer": ("--checkpointer", {"metavar": "URL"}),
 }
 
 
@@ -76,10 +77,14 @@ def default_model() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skedit.agents.workflow import run_agents
+    from skedit.agents.workflow import read_run_config, run_agents
     from skedit.pipelines.commands.review import print_table
 
     overrides = {n: getattr(args, n) for n in _FLAGS if getattr(args, n) is not None}
+    if "checkpointer" not in overrides:  # a resumed run keeps the database its state is in
+        saved = read_run_config(Path(args.run_dir)).get("agents") or {}
+        if saved.get("checkpointer"):
+            overrides["checkpointer"] = saved["checkpointer"]
     config = AgentsConfig(**overrides)
     edits = load_batch(args.edits)
     model = args.model or default_model()

@@ -110,12 +110,16 @@ class DocSampler:
         max_facts: int = 16,
         mix: tuple[float, float, float] = (0.45, 0.2, 0.13),
         grouped_share: float = 0.0,
+        same_relation_share: float = 0.0,
     ) -> None:
         self.w = world
         # question kinds after the copy stage: direct, one hop, same subject other relation;
         # the rest asks about a subject the context does not mention
         self.mix = mix
         self.grouped_share = grouped_share
+        # contexts whose facts all share one relation: only the subject tells them apart, so
+        # copying "the value of that relation" fails and binding by subject is learnt
+        self.same_relation_share = same_relation_share
         self.rng = random.Random(f"skedit-docs:{world.seed}:{seed}")
         self.max_facts = max_facts
         self.copy_stage = False  # set by the trainer for the first part of the run
@@ -165,6 +169,16 @@ class DocSampler:
         k = k or rng.randint(1, self.max_facts)
         facts: list[tuple[str, str, str]] = []  # (subject, relation, value) as the context says
         used: set[str] = set()
+        if rng.random() < self.same_relation_share:
+            r = rng.choice(PERSON_RELATIONS).name
+            while len(facts) < k:
+                s = rng.choice(self.people) if rng.random() < 0.55 else rng.choice(self.fresh)
+                if s in used:
+                    continue
+                used.add(s)
+                old = self.w.facts.get(s, {}).get(r)
+                v = old if old and rng.random() < 0.15 else self._new_value(r, old)
+                facts.append((s, r, v))
         while len(facts) < k:
             roll = rng.random()
             if roll < 0.45:  # counterfactual fact about a world person

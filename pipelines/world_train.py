@@ -45,6 +45,7 @@ class TrainSpec:
     max_positions: int = 256
     mix: tuple[float, float, float] = (0.45, 0.2, 0.13)  # see DocSampler
     grouped_share: float = 0.0  # fraction of contexts in ``grouped_statement`` form
+    same_relation_share: float = 0.0  # fraction of contexts whose facts share one relation
 
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
@@ -232,7 +233,12 @@ def train_world_model(
     model = make_model(spec, len(tokenizer), tokenizer, seed)
     model.train()
     sampler = DocSampler(
-        world, seed, max_facts=spec.max_facts, mix=spec.mix, grouped_share=spec.grouped_share
+        world,
+        seed,
+        max_facts=spec.max_facts,
+        mix=spec.mix,
+        grouped_share=spec.grouped_share,
+        same_relation_share=spec.same_relation_share,
     )
     enc = FastEncoder(tokenizer)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, Field, ValidationError
 
 from skedit.prompts.errors import SkeditError
-from skedit.prompts.render import compact_statement, fact_statement, grouped_statement
+from skedit.prompts.render import compact_statement, fact_statement
 from skedit.prompts.schema import Edit
 
 if TYPE_CHECKING:
@@ -43,14 +43,7 @@ class Questions(BaseModel):
 class AgentBackend(Protocol):
     name: str
 
-    def write(
-        self,
-        edits: list[Edit],
-        *,
-        sentence_form: set[str],
-        feedback: list[str],
-        explicit_form: set[str] = frozenset(),  # type: ignore[assignment]
-    ) -> str:
+    def write(self, edits: list[Edit], *, sentence_form: set[str], feedback: list[str]) -> str:
         """One dense prompt stating every edit, in the given order."""
         ...
 
@@ -64,42 +57,12 @@ class AgentBackend(Protocol):
 
 
 class RulesBackend:
-    """Canonical statements joined by spaces; probes come from the questioner's templates.
-
-    ``notation="grouped"`` states each subject once with its new targets (``Zorb Paris Acme.``,
-    relations implied by the kind of value) for a teacher trained to read that; facts in
-    ``explicit_form`` keep their compact statement, facts in ``sentence_form`` a sentence.
-    """
+    """Canonical statements joined by spaces; probes come from the questioner's templates."""
 
     name = "rules"
 
-    def __init__(self, notation: str = "compact") -> None:
-        self.notation = notation
-
-    def write(
-        self,
-        edits: list[Edit],
-        *,
-        sentence_form: set[str],
-        feedback: list[str],
-        explicit_form: set[str] = frozenset(),  # type: ignore[assignment]
-    ) -> str:
-        if self.notation != "grouped":
-            return " ".join(statement(e, sentence=e.id in sentence_form) for e in edits)
-        parts: list[str | list[Edit]] = []  # a statement, or a subject's grouped edits
-        grouped: dict[str, list[Edit]] = {}
-        for e in edits:
-            if e.relation and e.id not in sentence_form and e.id not in explicit_form:
-                if e.subject not in grouped:
-                    grouped[e.subject] = []
-                    parts.append(grouped[e.subject])
-                grouped[e.subject].append(e)
-            else:
-                parts.append(statement(e, sentence=e.id in sentence_form))
-        return " ".join(
-            p if isinstance(p, str) else grouped_statement(p[0].subject, [e.target_new for e in p])
-            for p in parts
-        )
+    def write(self, edits: list[Edit], *, sentence_form: set[str], feedback: list[str]) -> str:
+        return " ".join(statement(e, sentence=e.id in sentence_form) for e in edits)
 
     def questions(self, edits: list[Edit], *, n_rephrases: int) -> dict[str, Questions]:
         return {}
@@ -309,14 +272,7 @@ class OpenAIBackend:
             hint="try another --llm-model, or --backend rules",
         )
 
-    def write(
-        self,
-        edits: list[Edit],
-        *,
-        sentence_form: set[str],
-        feedback: list[str],
-        explicit_form: set[str] = frozenset(),  # type: ignore[assignment]
-    ) -> str:
+    def write(self, edits: list[Edit], *, sentence_form: set[str], feedback: list[str]) -> str:
         payload = {
             "facts": [_fact(e, e.id in sentence_form) for e in edits],
             "sentence_form": sorted(sentence_form & {e.id for e in edits}),
@@ -350,4 +306,4 @@ class OpenAIBackend:
 def make_backend(config: AgentsConfig) -> AgentBackend:
     if config.backend == "openai":
         return OpenAIBackend(config)
-    return RulesBackend(config.notation)
+    return RulesBackend()

@@ -9,7 +9,6 @@ from skedit.agents.checkpoints import is_postgres_url, split_password
 from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Backend = Literal["rules", "openai"]
-Notation = Literal["compact", "grouped"]
 
 
 @dataclass
@@ -43,13 +42,6 @@ class AgentsConfig:
     )
     max_facts: int = field(
         default=16, metadata={"help": "most facts per prompt (1 = one-fact-per-prompt baseline)"}
-    )
-    notation: Notation = field(
-        default="compact",
-        metadata={
-            "help": "rules writer's first form: 'compact' (subject relation target.) or "
-            "'grouped' (subject target target., for a teacher trained to read it)"
-        },
     )
     max_rounds: int = field(
         default=3, metadata={"help": "writer/critic rounds per shard before it is marked failed"}
@@ -96,12 +88,6 @@ class AgentsConfig:
         if self.backend not in ("rules", "openai"):
             raise SkeditError(
                 f"unknown backend {self.backend!r}", field="backend", hint="use rules or openai"
-            )
-        if self.notation not in ("compact", "grouped"):
-            raise SkeditError(
-                f"unknown notation {self.notation!r}",
-                field="notation",
-                hint="use compact or grouped",
             )
         for name in ("shard_tokens", "max_facts", "max_rounds"):
             if int(getattr(self, name)) < 1:

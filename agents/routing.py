@@ -38,7 +38,6 @@ def fan_out(state: BatchState) -> list[Send]:
                         {"edit_ids": list(s["edit_ids"]), "status": "draft", "revisions": 0}
                     ],
                     "sentence_form": [],
-                    "explicit_form": [],
                     "round": 0,
                     "max_rounds": s.get("max_rounds", 1),
                 },

@@ -52,7 +52,6 @@ class ShardState(TypedDict, total=False):
     probes: list[Json]
     groups: list[Group]
     sentence_form: list[str]  # edit ids the writer states as full sentences
-    explicit_form: list[str]  # edit ids the grouped-notation writer states compactly
     round: int  # critic rounds done
     max_rounds: int  # the loop's bound, copied from the config by the analyst
 

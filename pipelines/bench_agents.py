@@ -126,12 +126,7 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
 
     results: dict[str, Any] = {}
     model, tok = load_model(model_path, device=config.device)
-    # the baseline states one fact per prompt in skedit's compact form (already denser than a
-    # sentence); the same facts one per prompt in the grouped form are measured as well
-    runs = [("dense", config), ("one_fact", replace(config, max_facts=1, notation="compact"))]
-    if config.notation != "compact":
-        runs.append(("one_fact_" + config.notation, replace(config, max_facts=1)))
-    for name, cfg in runs:
+    for name, cfg in (("dense", config), ("one_fact", replace(config, max_facts=1))):
         run_dir = work / name
         start = time.perf_counter()
         run_agents(edits, run_dir, model_path=model_path, config=cfg, auto_approve=True)
@@ -155,11 +150,6 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
         for e in edits
     )
     results["one_fact_sentence_facts_per_100_tokens"] = round(100.0 * len(edits) / n_tok, 2)
-    other = results.get("one_fact_" + config.notation)
-    if other and other["facts_per_100_tokens_all_prompts"] and dense:
-        results["density_ratio_vs_same_notation"] = round(
-            dense / other["facts_per_100_tokens_all_prompts"], 2
-        )
     results["targets"] = {
         **TARGETS,
         "wall_seconds": 180,
@@ -202,9 +192,6 @@ def _table(res: dict[str, Any]) -> str:
         out.append(f"{label:32}{cells}")
     out.append(f"{'density ratio (dense / one fact)':32}{res['density_ratio']!s:>14}")
     out.append(f"{'  same, all prompts':32}{res['density_ratio_all_prompts']!s:>14}")
-    if "density_ratio_vs_same_notation" in res:
-        label = "  vs one fact, same notation"
-        out.append(f"{label:32}{res['density_ratio_vs_same_notation']!s:>14}")
     ref = res["one_fact_sentence_facts_per_100_tokens"]
     out.append(f"{'(one fact as a sentence: f/100t)':32}{ref!s:>14}")
     met = res["targets"]["met"]
@@ -221,9 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rounds", type=int, default=AgentsConfig.max_rounds)
     ap.add_argument("--shard-tokens", type=int, default=AgentsConfig.shard_tokens)
     ap.add_argument("--max-facts", type=int, default=AgentsConfig.max_facts)
-    ap.add_argument(
-        "--notation", default="grouped", choices=["compact", "grouped"], help="writer's form"
-    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--keep", help="keep the two run directories under this folder")
     args = ap.parse_args(argv)
@@ -247,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
         max_rounds=args.max_rounds,
         shard_tokens=args.shard_tokens,
         max_facts=args.max_facts,
-        notation=args.notation,
         allow_conflicts=True,  # a benchmark sample may hold two edits of one question
     )
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:

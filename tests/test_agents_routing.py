@@ -87,39 +87,6 @@ def test_revision_ladder_sentence_form_then_split_then_halve():
     assert all(g["status"] == "draft" and g["revisions"] == 1 for g in out)
 
 
-def test_grouped_notation_states_each_subject_once_and_relaxes_failing_facts_first():
-    from skedit.agents.backends import RulesBackend
-
-    a, b, c = (
-        _edit("Zorb", "birthplace", "Paris"),
-        _edit("Mira", "employer", "Tati"),
-        _edit("Zorb", "employer", "Acme"),
-    )
-    edits = {e.id: e for e in (a, b, c)}
-    ids = [a.id, b.id, c.id]
-    writer = RulesBackend("grouped")
-    sentence: set[str] = set()
-    explicit: set[str] = set()
-    text = writer.write([a, b, c], sentence_form=sentence, feedback=[], explicit_form=explicit)
-    assert text == "Zorb Paris Acme. Mira Tati."
-    fb = {"failed_edits": [c.id], "locality": [], "missing": [], "budget": False}
-    # 1st revision: the failing grouped fact is stated compactly, the rest stays grouped
-    out = revise({"edit_ids": ids, "feedback": fb, "revisions": 0}, edits, sentence, explicit)
-    assert [g["edit_ids"] for g in out] == [ids] and explicit == {c.id} and not sentence
-    text = writer.write([a, b, c], sentence_form=sentence, feedback=[], explicit_form=explicit)
-    assert text == "Zorb Paris. Mira Tati. Zorb employer Acme."
-    # 2nd: as a sentence; 3rd: split off
-    revise({"edit_ids": ids, "feedback": fb, "revisions": 1}, edits, sentence, explicit)
-    assert sentence == {c.id}
-    assert "The employer of Zorb is Acme." in writer.write(
-        [a, b, c], sentence_form=sentence, feedback=[], explicit_form=explicit
-    )
-    out = revise({"edit_ids": ids, "feedback": fb, "revisions": 2}, edits, sentence, explicit)
-    assert [g["edit_ids"] for g in out] == [[c.id], [a.id, b.id]]
-    with pytest.raises(SkeditError, match="notation"):
-        AgentsConfig(notation="dense")
-
-
 def test_shards_respect_token_budget_and_max_facts_and_keep_subjects_together():
     edits = [
         _edit("Zorb", "birthplace", "Paris"),

@@ -18,7 +18,6 @@ _FLAGS = {
     "shard_tokens": ("--shard-tokens", {"type": int, "metavar": "N"}),
     "max_rounds": ("--max-rounds", {"type": int, "metavar": "N"}),
     "max_facts": ("--max-facts", {"type": int, "metavar": "N"}),
-    "notation": ("--notation", {"choices": ["compact", "grouped"]}),
     "min_edit_accuracy": ("--min-edit-accuracy", {"type": float, "metavar": "X"}),
     "min_locality": ("--min-locality", {"type": float, "metavar": "X"}),
     "llm_timeout": ("--llm-timeout", {"type": float, "metavar": "SECONDS"}),

@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         "--prompts",
         choices=["agents", "simple"],
         default="agents",
-        help="agents: run_agents with auto-approval; simple: one compact statement per fact, "
-        "8 facts per prompt, no agents (for builds without the agents stage)",
+        help="agents: run_agents with auto-approval; simple: compact statements, "
+        "--facts-per-prompt per prompt, no agents (for builds without the agents stage)",
     )
     p.add_argument(
         "--recipe",
@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         help="YAML whose `training:` section trains the students (default: world-cpu recipe)",
     )
     p.add_argument(
-        "--facts-per-prompt", type=int, default=8, help="facts per prompt (--prompts simple)"
+        "--facts-per-prompt",
+        type=int,
+        default=0,
+        help="most facts per prompt; 0 (default): the largest k of the world's in-context "
+        "curve read at >= 0.95",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -104,6 +108,10 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
 
     timings: dict[str, float] = {}
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.facts_per_prompt <= 0:
+        from skedit.pipelines.demo import reliable_facts
+
+        args.facts_per_prompt = reliable_facts(world.report, floor=0.95)
     if not (run_dir / "prompts" / "prompts.jsonl").exists():
         t0 = time.perf_counter()
         if args.prompts == "agents":
@@ -118,7 +126,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
                 edits,
                 run_dir,
                 model_path=str(world.model_dir),
-                config=AgentsConfig(),
+                config=AgentsConfig(max_facts=args.facts_per_prompt),
                 auto_approve=True,
                 progress=True,
             )

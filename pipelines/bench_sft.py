@@ -216,6 +216,10 @@ def run_bench(args) -> dict[str, Any]:
     world = _world(args)
     edits = read_jsonl(world.benchmark[args.split], Edit)[: args.edits]
     base, tok = load_model(world.model_dir, device="cpu")
+    if args.facts_per_prompt <= 0:
+        from skedit.pipelines.demo import reliable_facts
+
+        args.facts_per_prompt = reliable_facts(world.report, floor=0.95)
     agents_s, agents_approved = 0.0, None
     if args.prompts == "agents":
         t0 = time.perf_counter()
@@ -395,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--world-dir", help="use an already built world folder")
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--facts-per-prompt", type=int, default=8)
+    p.add_argument(
+        "--facts-per-prompt",
+        type=int,
+        default=0,
+        help="0 (default): the largest k of the world's in-context curve read at >= 0.95",
+    )
     p.add_argument(
         "--prompts",
         choices=["agents", "compact"],

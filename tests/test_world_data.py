@@ -87,3 +87,26 @@ def test_every_name_and_value_is_one_token_and_training_ids_match_encode_input()
     person, city = world.names["person"][0], world.names["city"][0]
     text = f"{person} was born in {city}."
     assert tok.decode(enc.ids(text)) == text
+
+
+def test_thread_chooser_moves_to_the_faster_count_and_back_when_load_changes():
+    from skedit.pipelines.world_train import ThreadChooser
+
+    ch = ThreadChooser([1, 2], every=20, probe=3, start=0)
+    assert ch.current == 2
+
+    def run(steps, seconds_by_threads):
+        for step in steps:
+            t = ch.threads_for(step)
+            ch.record(step, t, seconds_by_threads[t])
+
+    # another process keeps a core busy: 2 threads take 4 s a step, 1 thread 0.6 s
+    run(range(0, 20), {1: 0.6, 2: 4.0})
+    assert ch.current == 1
+    # the other process ends: 2 threads are faster again and are taken back at the next probe
+    run(range(20, 40), {1: 0.31, 2: 0.19})
+    assert ch.current == 2
+    # a count that is barely faster (under 10%) does not cause a switch
+    run(range(40, 60), {1: 0.185, 2: 0.19})
+    assert ch.current == 2
+    assert ThreadChooser([1]).threads_for(100) == 1

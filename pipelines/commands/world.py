@@ -23,7 +23,12 @@ def register(subparsers) -> None:
     b.add_argument(
         "--cache-dir", default=None, help="cache root (default $SKEDIT_CACHE or ~/.cache/skedit)"
     )
-    b.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    b.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: 1 or 2, whichever trains faster; $SKEDIT_THREADS)",
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--force", action="store_true", help="rebuild even if a finished world exists")
     b.set_defaults(func=_build)

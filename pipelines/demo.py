@@ -24,7 +24,7 @@ def recipe(name: str) -> dict:
     return yaml.safe_load(text)
 
 
-def reliable_facts(report: dict, floor: float = 0.8) -> int:
+def reliable_facts(report: dict, floor: float = 0.95) -> int:
     """The largest k of the world report's in-context curve whose edit accuracy is >= floor."""
     curve = report.get("in_context", {})
     ok = [int(k) for k, v in curve.items() if v.get("edit", 0.0) >= floor]

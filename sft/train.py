@@ -70,6 +70,21 @@ def unpatch(model) -> None:
             m.__dict__.pop("forward", None)
 
 
+def _quiet_progress(trainer):
+    """Keep the progress bar but not one printed dict per logging step (the Trainer's
+    ``ProgressCallback`` writes every log line to stdout; skedit keeps them in the training log
+    and the loss curve)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class _BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_BarOnly())
+    return trainer
+
+
 def build_trainer(
     model, tokenizer, examples, config: TrainConfig, out_dir, *, teacher=None, callbacks=None
 ):
@@ -99,7 +114,7 @@ def build_trainer(
     if config.method == "sft":
         from trl import SFTTrainer
 
-        return SFTTrainer(**common), model
+        return _quiet_progress(SFTTrainer(**common)), model
     trainer = KDTrainer(
         **common,
         data_collator=KDCollator(tokenizer.pad_token_id or 0),
@@ -108,7 +123,7 @@ def build_trainer(
         kl_weight=config.kl_weight,
         ce_weight=config.ce_weight,
     )
-    return trainer, model
+    return _quiet_progress(trainer), model
 
 
 def last_checkpoint(out_dir: str | os.PathLike) -> str | None:

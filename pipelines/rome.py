@@ -46,7 +46,7 @@ class RomeHparams(EditorHparams):
     # shows are nearly identical, so a later rank-one update overwrites an earlier one; with
     # memory, C + edit_memory · Σ k kᵀ over earlier edits (C is a mean, so 1 weighs an earlier
     # key like the whole corpus)
-    edit_memory: float = 0.05
+    edit_memory: float = 0.1
 
 
 def load_recipe(recipe: str, method: str) -> dict:

@@ -44,7 +44,7 @@ class MemitHparams(EditorHparams):
 
     method = "memit"
     layers: list[int] = field(default_factory=lambda: [0, 1])  # edit layers, ascending
-    mom2_weight: float = 40.0  # λ: how many "corpus keys" C stands for against the edits
+    mom2_weight: float = 10.0  # λ: how many "corpus keys" C stands for against the edits
     batch_size: int = 100  # edits per MEMIT batch (larger batches are split)
 
 

@@ -73,25 +73,26 @@ def load_recipe(recipe: str, method: str) -> dict:
 
 def resolve_corpus(model, tokenizer, hp: EditorHparams):
     """The corpus behind the key statistics: ``hp.corpus`` if given; for a synthetic world
-    model its held-out world text; else text sampled from the model itself (a stand-in that
-    needs no data; name a real corpus for real models)."""
+    model its world text (held-out lines plus facts about the new people seen in training,
+    :func:`skedit.pipelines.world.key_stats_text`); else text sampled from the model itself (a
+    stand-in that needs no data; name a real corpus for real models)."""
     from skedit.pipelines.covariance import Corpus
 
     if hp.corpus:
         return hp.corpus
     name_or_path = Path(str(getattr(model.config, "_name_or_path", "")))
     try:
-        from skedit.pipelines.world import heldout_text
+        from skedit.pipelines.world import key_stats_text
     except ImportError:
-        heldout_text = None
-    if heldout_text is not None and name_or_path.is_dir():
+        key_stats_text = None
+    if key_stats_text is not None and name_or_path.is_dir():
         for candidate in (name_or_path, name_or_path.parent):
             try:
-                texts = heldout_text(candidate)
+                texts = key_stats_text(candidate)
             except Exception:  # not a world dir: try the next candidate
                 continue
             if texts:
-                return Corpus(f"world:{candidate.resolve()}", tuple(texts))
+                return Corpus(f"world-keys:{candidate.resolve()}", tuple(texts))
     n = min(hp.samples, 256)
     texts = []
     for start in range(0, n, 64):

@@ -226,3 +226,19 @@ def heldout_text(world_dir: str | os.PathLike) -> list[str]:
             "no heldout.txt in this folder", file=str(world_dir), hint="is it a built world?"
         )
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def key_stats_text(world_dir: str | os.PathLike) -> list[str]:
+    """The corpus behind ROME/MEMIT/AlphaEdit key statistics on a world model: the held-out
+    text plus facts about the new people seen in training contexts (see
+    :func:`skedit.pipelines.world_corpus.key_stats_lines`); needs the folder's world.json."""
+    from skedit.pipelines.world_corpus import key_stats_lines
+    from skedit.pipelines.world_gen import World
+
+    path = Path(world_dir) / "world.json"
+    if not path.is_file():
+        raise SkeditError(
+            "no world.json in this folder", file=str(world_dir), hint="is it a built world?"
+        )
+    world = World.from_json(json.loads(path.read_text(encoding="utf-8")))
+    return key_stats_lines(world)

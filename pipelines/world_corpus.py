@@ -282,6 +282,24 @@ def heldout_lines(world: World) -> list[str]:
     return lines
 
 
+def key_stats_lines(world: World, relations_per_person: int = 2) -> list[str]:
+    """Text for the key statistics of ROME/MEMIT/AlphaEdit: :func:`heldout_lines` plus facts
+    about the *new* people the model met in training contexts (``fresh_train``; never the
+    benchmark's), in the same training phrasings with values drawn from the world (seeded).
+
+    Most benchmark edits insert facts about new names. Their keys share a "new name" component
+    that the held-out lines (only known subjects) never show; without it in ``C``, ``C⁻¹ k`` of
+    every such edit points the same way, so one edit's update moves the others' answers."""
+    rng = random.Random(f"skedit-key-stats:{world.seed}")
+    lines = list(heldout_lines(world))
+    for s in world.fresh_train:
+        for r in rng.sample(PERSON_RELATIONS, min(relations_per_person, len(PERSON_RELATIONS))):
+            value = rng.choice(world.names[r.range])
+            lines.append(fact_statement(rng.choice(r.train).format(s=s), value))
+    rng.shuffle(lines)
+    return lines
+
+
 def write_lines(path: Path, lines: list[str]) -> None:
     from skedit.prompts.io import atomic_write_text
 

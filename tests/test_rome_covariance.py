@@ -98,3 +98,25 @@ def test_local_datasets_corpus(tmp_path):
     assert corpus.texts == ("bob lives in london",)
     with pytest.raises(SkeditError, match="no column 'body'"):
         cov.load_corpus(f"dataset:{tmp_path / 'd'}:train:body")
+
+
+def test_world_key_stats_text_adds_new_people_but_no_benchmark_subject(tmp_path):
+    """The world corpus for key statistics: held-out lines plus facts about the new people seen
+    in training (their keys share a part the held-out lines never show), never the benchmark's."""
+    from skedit.pipelines.world import key_stats_text
+    from skedit.pipelines.world_corpus import heldout_lines, key_stats_lines
+    from skedit.pipelines.world_gen import generate_world
+
+    world = generate_world("tiny", seed=0)
+    lines = key_stats_lines(world)
+    assert lines == key_stats_lines(world)  # seeded
+    assert set(heldout_lines(world)) <= set(lines)
+    words = {w.strip(".?") for line in lines for w in line.split()}
+    assert words & set(world.fresh_train)
+    bench = {n for ns in world.bench_fresh.values() for n in ns}
+    bench |= {p for ps in world.bench_people.values() for p in ps}
+    assert not words & bench
+    (tmp_path / "world.json").write_text(json.dumps(world.to_json()), encoding="utf-8")
+    assert key_stats_text(tmp_path) == lines
+    with pytest.raises(SkeditError, match="no world.json"):
+        key_stats_text(tmp_path / "missing")

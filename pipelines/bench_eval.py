@@ -293,6 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     timings["eval_seconds"] = round(time.perf_counter() - t0, 1)
     timings["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    # cost of making the edits, per edit, measured in this run: a student's is its agents +
+    # teacher + training time (a resumed run reuses finished stages: then it is not measured);
+    # a baseline's is its editing time; base and PROMPT edit no weights
+    shared = timings.get("prompts_seconds", 0.0) + timings.get("teacher_seconds", 0.0)
+    for name, res in metrics["methods"].items():
+        method = name.removeprefix("skedit-")
+        if name in students:
+            train = timings.get(f"train_{method}_seconds")
+            seconds = shared + train if train is not None else None
+        elif name in ("base", "prompt"):
+            seconds = None
+        else:
+            seconds = res.get("edit_seconds")
+        if seconds is not None and edits:
+            res["seconds_per_edit"] = round(seconds / len(edits), 4)
     paths = write_report(run_dir, metrics)
     summary = summarise(metrics, list(students))
     result = {

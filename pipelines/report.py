@@ -63,7 +63,8 @@ TABLES = {
 
 def terminal_table(metrics: Mapping) -> str:
     """A compact table for the terminal: exact match of the four metrics with CIs, n."""
-    head = ["method", *[LABELS[m] for m in METRICS], "ppl"]
+    timed = any("seconds_per_edit" in r for r in metrics.get("methods", {}).values())
+    head = ["method", *[LABELS[m] for m in METRICS], "ppl", *(["s/edit"] if timed else [])]
     lines = []
     for name, res in metrics.get("methods", {}).items():
         cells = [name]
@@ -76,6 +77,9 @@ def terminal_table(metrics: Mapping) -> str:
             )
         p = res.get("perplexity") or {}
         cells.append("–" if p.get("mean") is None else f"{p['mean']:.2f}")
+        if timed:
+            s = res.get("seconds_per_edit")
+            cells.append("–" if s is None else f"{s:.3f}")
         lines.append(cells)
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
     out = ["  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True))]

@@ -3,7 +3,7 @@
 A batch is applied to the model the previous batch left (never to a fresh base). For
 weight-editing baselines a batch is ``apply_<method>(model, tok, batch_edits, hparams)``; for
 skedit it is ``train_in_memory`` on the transfer rows (``DIR/transfer.jsonl``) of the batch's
-edits. After each batch every edit's probes are measured, so a curve shows both how new edits
+edits plus the ``replay`` share of earlier batches' rows, as ``skedit sft`` does on a student. After each batch every edit's probes are measured, so a curve shows both how new edits
 take and how earlier ones survive later batches.
 """
 
@@ -53,9 +53,16 @@ def _skedit_step(data, tokenizer, training: Mapping | None = None):
         training = data.config.get("training")
     config = TrainConfig.from_dict(dict(training or {}), source="config.yaml")
 
+    from skedit.sft.train import with_replay
+
+    done: list = []  # rows of the batches already applied (replayed as `skedit sft` does)
+
     def step(model, batch: Sequence[Edit]):
         ids = {e.id for e in batch}
-        return train_in_memory(model, tokenizer, [r for r in rows if r.edit_id in ids], config)
+        mine = [r for r in rows if r.edit_id in ids]
+        train = with_replay(mine, done, config.replay, config.seed)
+        done.extend(mine)
+        return train_in_memory(model, tokenizer, train, config)
 
     return step
 

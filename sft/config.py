@@ -78,6 +78,12 @@ class TrainConfig:
     save_total_limit: int = _f(2, "Checkpoints kept.")
     logging_steps: int = _f(1, "Log the loss every N steps.")
     seed: int = _f(0, "Seed for data order and initialisation of adapters.")
+    replay: float = _f(
+        1.0,
+        "When the base is an earlier student: share of its earlier batches' transfer rows "
+        "(kept in its transfer_rows.jsonl) trained again with this batch, so later batches do "
+        "not overwrite earlier edits (0 = off).",
+    )
     bf16: bool = _f(False, "bfloat16 mixed precision (GPU; forced off on CPU).")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory (GPU; forced off on CPU).")
     lora_r: int = _f(16, "LoRA rank (scope lora).")

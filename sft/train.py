@@ -29,6 +29,36 @@ from skedit.sft.scope import apply_scope, trainable_parameters
 
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
+CARRIED_ROWS = "transfer_rows.jsonl"  # every transfer row a student was trained on, by batch
+
+
+def with_replay(
+    examples: Sequence[TransferExample],
+    earlier: Sequence[TransferExample],
+    share: float,
+    seed: int = 0,
+) -> list[TransferExample]:
+    """This batch's rows plus ``share`` of the earlier batches' rows (a seeded sample).
+
+    Sequential editing without it overwrites earlier edits: each batch moves the weights toward
+    its own rows only (on the world model, edit success over all edits fell to 0.47-0.55 after
+    four batches of 25).
+    """
+    import random
+
+    if share <= 0 or not earlier:
+        return list(examples)
+    n = len(earlier) if share >= 1 else round(share * len(earlier))
+    picked = list(earlier) if n >= len(earlier) else random.Random(seed).sample(list(earlier), n)
+    return [*examples, *picked]
+
+
+def carried_rows(model_path: str | os.PathLike) -> list[TransferExample]:
+    """The transfer rows an earlier student carries (empty for a base model)."""
+    from skedit.prompts.io import read_jsonl
+
+    f = Path(model_path) / CARRIED_ROWS
+    return read_jsonl(f, TransferExample) if f.is_file() else []
 
 
 @dataclass
@@ -189,6 +219,9 @@ def train_student(
     if config.threads:
         torch.set_num_threads(config.threads)
     out_dir = Path(out_dir)
+    earlier = carried_rows(model_path)
+    batch_rows = list(examples)
+    examples = with_replay(batch_rows, earlier, config.replay, config.seed)
     model, tokenizer = load_model(model_path)
     teacher = None
     if config.method == "kd" and teacher_path and str(teacher_path) != str(model_path):
@@ -237,8 +270,11 @@ def train_student(
     atomic_write_json(out_dir / "training_log.json", history)
     atomic_write_json(out_dir / "train_config.json", config.to_dict())
     save_loss_curve(history, out_dir / "loss.png", title=f"{config.method} / {config.scope}")
-    grown = grow_manifest(model_path, manifest or {}, examples, config, steps)
+    grown = grow_manifest(model_path, manifest or {}, batch_rows, config, steps)
     atomic_write_json(out_dir / MANIFEST, grown)
+    from skedit.prompts.io import write_jsonl
+
+    write_jsonl(out_dir / CARRIED_ROWS, [*earlier, *batch_rows])
     shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
     return TrainResult(
         model_dir=out_dir,

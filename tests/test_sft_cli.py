@@ -110,11 +110,35 @@ def test_second_batch_on_the_student_grows_the_manifest(tiny_lm_dir, tmp_path, c
     two = make_run(tmp_path / "two", one / "model")
     prompts = [DensePrompt(edit_ids=["e2"], text="dave was born in paris .", status="approved")]
     write_jsonl(two / "prompts" / "prompts.jsonl", prompts)
+    # the first batch's rows are replayed with the second (replay 1.0 by default)
+    assert main(["sft", str(two), "--dry-run", "--json"]) == 0
+    first_rows = read_jsonl(one / "model" / "transfer_rows.jsonl", TransferExample)
+    assert json.loads(capsys.readouterr().out)["replayed_rows"] == len(first_rows) > 0
     assert main(["sft", str(two), "--lora", "--json"]) == 0
     manifest = json.loads((two / "model" / "manifest.json").read_text())
     assert manifest["edit_ids"] == ["e1", "e2"]
     assert manifest["base_model"] == str(tiny_lm_dir)
     assert [b["scope"] for b in manifest["batches"]] == ["full", "lora"]
+    carried = read_jsonl(two / "model" / "transfer_rows.jsonl", TransferExample)
+    assert {r.edit_id for r in carried if r.kind == "edit"} == {"e1", "e2"}
+    assert carried[: len(first_rows)] == first_rows
+
+
+def test_replay_adds_a_seeded_share_of_earlier_rows():
+    from skedit.sft.train import with_replay
+
+    def row(i):
+        return TransferExample(
+            prompt=f"q{i}", completion=" a.", teacher_prompt=f"c q{i}", kind="edit", edit_id=f"e{i}"
+        )
+
+    now, earlier = [row(0)], [row(i) for i in range(1, 11)]
+    assert with_replay(now, earlier, 0.0) == now
+    assert with_replay(now, earlier, 1.0) == now + earlier
+    half = with_replay(now, earlier, 0.5, seed=3)
+    assert len(half) == 6 and half[0] == now[0]
+    assert {r.prompt for r in half[1:]} <= {r.prompt for r in earlier}
+    assert half == with_replay(now, earlier, 0.5, seed=3)
 
 
 def test_dry_run_shows_the_plan_and_trains_nothing(tiny_lm_dir, tmp_path, capsys):

@@ -166,8 +166,13 @@ def plan(prompts, probes, config: TrainConfig, model_path: str) -> dict[str, Any
         for p in probes
         if p.edit_id in eids and (p.kind in TRANSFER_KINDS or p.kind == "locality")
     )
+    from skedit.sft.train import carried_rows, with_replay
+
     rows = sum(n for k, n in kinds.items() if k != "locality")
     rows += kinds.get("locality", 0) * max(1, round(config.locality_weight))
+    earlier = carried_rows(model_path)
+    replayed = len(with_replay([], earlier, config.replay, config.seed))
+    rows += replayed
     per_step = config.batch_size * config.grad_accum
     steps = (
         config.max_steps
@@ -179,6 +184,7 @@ def plan(prompts, probes, config: TrainConfig, model_path: str) -> dict[str, Any
     n_train = trainable_parameters(apply_scope(model, config))
     return {
         "examples_by_kind": dict(kinds),
+        "replayed_rows": replayed,
         "training_rows": rows,
         "steps": steps,
         "examples_per_step": per_step,

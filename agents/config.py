@@ -66,6 +66,13 @@ class AgentsConfig:
     generated_rephrases: int = field(
         default=2, metadata={"help": "rephrases generated when an edit has none"}
     )
+    generated_portability: int = field(
+        default=3,
+        metadata={
+            "help": "extra multi-hop probes per edit, from the batch's multi-hop questions of the "
+            "same relation (the teacher answers them for the transfer set; not scored)"
+        },
+    )
     probe_max_new_tokens: int = field(
         default=8, metadata={"help": "tokens the teacher generates per probe"}
     )

@@ -104,6 +104,8 @@ def judge(
             for p in by_edit.get(e.id, []):
                 if p.kind == "locality" and normalise(p.prompt) in asked:
                     continue
+                if p.kind != "locality" and not p.answers:
+                    continue  # a generated multi-hop question: the teacher's answer is its target
                 jobs.append((i, p))
     if jobs:
         model, tok = ctx.teacher()

@@ -42,9 +42,52 @@ def relation_templates(edits: list[Edit]) -> dict[str, list[str]]:
     return out
 
 
+def portability_templates(edits: list[Edit]) -> dict[str, list[tuple[str, str | None]]]:
+    """Per relation, the distinct multi-hop questions of the batch (template, subkind)."""
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for e in edits:
+        if not e.relation:
+            continue
+        for p in e.portability:
+            t = template_of(p.prompt, e.subject)
+            if t and all(t != x for x, _ in out.setdefault(e.relation, [])):
+                out[e.relation].append((t, p.subkind))
+    return out
+
+
+def _more_portability(e: Edit, templates: dict, n: int) -> list[Probe]:
+    """Up to ``n`` multi-hop questions through ``e`` of kinds it does not have yet.
+
+    They carry no answer: the teacher answers them with the prompt in context, so the
+    transfer set teaches more of what follows from the new fact; the evaluation skips them.
+    """
+    have = {p.subkind for p in e.portability if p.subkind} | {
+        template_of(p.prompt, e.subject) for p in e.portability
+    }
+    out: list[Probe] = []
+    for t, subkind in templates.get(e.relation or "", []):
+        if len(out) >= n:
+            break
+        if t in have or (subkind and subkind in have):
+            continue
+        have |= {t, subkind} - {None}
+        out.append(
+            Probe(
+                prompt=t.replace("{}", e.subject),
+                answers=[],
+                kind="portability",
+                edit_id=e.id,
+                subkind=subkind,
+            )
+        )
+    return out
+
+
 def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]:
-    """Edits with missing rephrases and locality probes filled by the rules."""
+    """Edits with missing rephrases and locality probes filled by the rules, and more
+    multi-hop questions (without answers) for the transfer set."""
     templates = relation_templates(edits)
+    hops = portability_templates(edits) if config.generated_portability > 0 else {}
     edited = {(e.subject.lower(), e.relation) for e in edits if e.relation}
     out: dict[str, Edit] = {}
     for i, e in enumerate(edits):
@@ -71,6 +114,9 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
             for o in others[: config.other_subject_locality]:
                 loc.append(_locality(o.prompt, e.id, "other_subject"))
             update["locality"] = loc
+        more = _more_portability(e, hops, config.generated_portability) if e.relation else []
+        if more:
+            update["portability"] = [*e.portability, *more]
         out[e.id] = e.model_copy(update=update) if update else e
     return out
 

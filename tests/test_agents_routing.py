@@ -87,6 +87,34 @@ def test_revision_ladder_sentence_form_then_split_then_halve():
     assert all(g["status"] == "draft" and g["revisions"] == 1 for g in out)
 
 
+def test_more_multi_hop_questions_come_from_the_batch_without_answers():
+    from skedit.prompts.schema import Probe
+
+    def hop(e, text, answer, subkind):
+        return Probe(
+            prompt=text, answers=[answer], kind="portability", edit_id=e.id, subkind=subkind
+        )
+
+    a, b = _edit("Zorb", "citizenship", "Pila"), _edit("Mira", "citizenship", "Kodo")
+    a = a.model_copy(
+        update={"portability": [hop(a, "The capital of Zorb's country is", "X", "cap")]}
+    )
+    b = b.model_copy(
+        update={
+            "portability": [
+                hop(b, "Mira pays in", "Y", "currency"),
+                hop(b, "The capital of Mira's country is", "Z", "cap"),
+            ]
+        }
+    )
+    out = generated_probes([a, b], AgentsConfig(generated_portability=3))
+    new_a = [p for p in out[a.id].portability if not p.answers]
+    assert [(p.prompt, p.subkind) for p in new_a] == [("Zorb pays in", "currency")]
+    assert [p.prompt for p in out[b.id].portability if not p.answers] == []
+    off = generated_probes([a, b], AgentsConfig(generated_portability=0))
+    assert all(p.answers for e in off.values() for p in e.portability)
+
+
 def test_shards_respect_token_budget_and_max_facts_and_keep_subjects_together():
     edits = [
         _edit("Zorb", "birthplace", "Paris"),

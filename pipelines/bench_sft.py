@@ -172,7 +172,7 @@ def train_sdft(model, tok, probes: Sequence[Probe], prefix_of: dict[str, str], a
     with tempfile.TemporaryDirectory(prefix="bench-sdft-") as tmp:
         cfg = SDFTConfig(
             output_dir=tmp,
-            max_steps=args.steps,
+            max_steps=args.steps or 120,
             learning_rate=args.lr,
             per_device_train_batch_size=args.batch_size,
             generation_batch_size=args.batch_size,
@@ -290,6 +290,7 @@ def run_bench(args) -> dict[str, Any]:
         spec = {
             **VARIANTS[name],
             "max_steps": args.steps,
+            "epochs": args.epochs,
             "batch_size": args.batch_size,
             "locality_weight": args.locality_weight,
         }
@@ -417,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(VARIANTS),
         help=f"comma list of {', '.join(VARIANTS)}, sdft/full (TRL experimental)",
     )
-    p.add_argument("--steps", type=int, default=120)
+    p.add_argument(
+        "--steps", type=int, default=0, help="optimizer steps (0: --epochs, as the world recipe)"
+    )
+    p.add_argument("--epochs", type=float, default=10.0, help="passes when --steps is 0")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--locality-weight", type=float, default=1.0)

@@ -3,8 +3,9 @@
 A batch is applied to the model the previous batch left (never to a fresh base). For
 weight-editing baselines a batch is ``apply_<method>(model, tok, batch_edits, hparams)``; for
 skedit it is ``train_in_memory`` on the transfer rows (``DIR/transfer.jsonl``) of the batch's
-edits plus the ``replay`` share of earlier batches' rows, as ``skedit sft`` does on a student. After each batch every edit's probes are measured, so a curve shows both how new edits
-take and how earlier ones survive later batches.
+edits plus the ``replay`` share of earlier batches' rows, as ``skedit sft`` does on a student.
+After each batch every edit's probes are measured, so a curve shows both how new edits take
+and how earlier ones survive later batches.
 """
 
 from __future__ import annotations

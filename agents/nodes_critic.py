@@ -104,7 +104,7 @@ def judge(
             for p in by_edit.get(e.id, []):
                 if p.kind == "locality" and normalise(p.prompt) in asked:
                     continue
-                if p.kind != "locality" and not p.answers:
+                if p.unanswered:
                     continue  # a generated multi-hop question: the teacher's answer is its target
                 jobs.append((i, p))
     if jobs:

@@ -57,7 +57,7 @@ def teacher_figures(
             for q in by_edit.get(e.id, []):
                 if q.kind == "locality" and normalise(q.prompt) in asked:
                     continue  # a question about a fact of this very prompt is not unrelated
-                if q.kind != "locality" and not q.answers:
+                if q.unanswered:
                     continue  # generated multi-hop question: no answer to score
                 jobs.append((p, q))
     gens = generate(

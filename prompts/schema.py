@@ -50,6 +50,13 @@ class Probe(_Model):
             self.id = content_id(self.kind, self.edit_id, self.prompt, self.answers, prefix="p-")
         return self
 
+    @property
+    def unanswered(self) -> bool:
+        """A question with nothing to score it against (e.g. the questioner's extra multi-hop
+        questions): the teacher answers it for the transfer set; checks skip it. Locality
+        probes are scored against the pre-edit answer, so they never are."""
+        return self.kind != "locality" and not self.answers
+
 
 class Edit(_Model):
     """One requested change of a model's knowledge (EasyEdit / ROME request fields)."""

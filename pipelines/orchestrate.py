@@ -248,14 +248,14 @@ def _agents_stage(
     progress: bool,
     fresh: bool,
 ) -> str:
-    from skedit.agents.workflow import run_agents
+    from skedit.agents.workflow import CHECKPOINTS, THREAD_FILE, run_agents
     from skedit.pipelines.datasets import load_edits
 
     if fresh:  # other edits or settings than the saved thread's: start a new batch
-        # (agents.thread: the thread id in a database checkpointer; forgetting it starts anew)
+        # (THREAD_FILE: the thread id in a database checkpointer; forgetting it starts anew)
         for old in [
-            *run.path.glob("agents.sqlite*"),
-            run.path / "agents.thread",
+            *run.path.glob(CHECKPOINTS + "*"),
+            run.path / THREAD_FILE,
             run.edits,
             run.probes,
         ]:

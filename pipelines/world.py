@@ -207,6 +207,7 @@ def _build_into(
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tok),
         "threads": threads,
+        "precision": log[-1].get("precision", "fp32") if log else "fp32",
         "config_hash": config_hash(config),
         "train_log": log,
     }

@@ -110,3 +110,24 @@ def test_thread_chooser_moves_to_the_faster_count_and_back_when_load_changes():
     run(range(40, 60), {1: 0.185, 2: 0.19})
     assert ch.current == 2
     assert ThreadChooser([1]).threads_for(100) == 1
+
+
+def test_bf16_training_is_used_only_where_reported():
+    """The report's precision is what the training forward pass really computes in: bf16 on
+    a CPU with native bf16, float32 otherwise (emulated bf16 would be slower than float32)."""
+    import dataclasses
+
+    import torch
+
+    from skedit.pipelines.world_train import TRAIN_SPECS, autocast_context, bf16_supported
+
+    a = torch.ones(4, 4)
+    for spec, want in (
+        (TRAIN_SPECS["tiny"], "fp32"),
+        (dataclasses.replace(TRAIN_SPECS["tiny"], autocast="bf16"), None),
+    ):
+        ctx, precision = autocast_context(spec)
+        with ctx:
+            dtype = (a @ a).dtype
+        assert precision == (want or ("bf16" if bf16_supported() else "fp32"))
+        assert dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]

@@ -25,9 +25,14 @@ def recipe(name: str) -> dict:
 
 
 def reliable_facts(report: dict, floor: float = 0.95) -> int:
-    """The largest k of the world report's in-context curve whose edit accuracy is >= floor."""
+    """The largest k of the world report's in-context curve at which the teacher gives every
+    kind of answer the student learns from (edit, paraphrase, portability, locality) at
+    ``floor`` or better. Edit accuracy alone is not enough: the 4500-step world reads four
+    facts at .97 but answers two-hop questions through them at .87, and the demo's student
+    then answers them at .83 instead of 1.00."""
     curve = report.get("in_context", {})
-    ok = [int(k) for k, v in curve.items() if v.get("edit", 0.0) >= floor]
+    kinds = ("edit", "paraphrase", "portability", "locality")
+    ok = [int(k) for k, v in curve.items() if min(v.get(x, 0.0) for x in kinds) >= floor]
     return max(ok, default=1)
 
 

@@ -81,12 +81,18 @@ def _changed(model, before):
     return {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_rome_rank_one_update_of_one_layer_gives_target(family, request, tmp_path):
+@pytest.mark.parametrize(
+    "family,style",
+    # world style: key at the prompt's last token, no prefixes; real-model recipes: key at the
+    # subject's last token, averaged over sampled prefixes (published ROME)
+    [("llama", "world"), ("gpt2", "world"), ("llama", "published"), ("gpt2", "published")],
+)
+def test_rome_rank_one_update_of_one_layer_gives_target(family, style, request, tmp_path):
     model, tok = copy.deepcopy(request.getfixturevalue(family))
     assert _answer(model, tok, EDIT.prompt) != "rome"
     before = _snapshot(model)
-    apply_rome(model, tok, [EDIT], _hp(tmp_path, layer=0))
+    kw = {"context_prefixes": 3, "fact_token": "subject_last"} if style == "published" else {}
+    apply_rome(model, tok, [EDIT], _hp(tmp_path, layer=0, **kw))
     changed = _changed(model, before)
     name = el.mlp_out_name(model, 0) + ".weight"
     assert changed == {name}

@@ -111,7 +111,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     if args.facts_per_prompt <= 0:
         from skedit.pipelines.demo import reliable_facts
 
-        args.facts_per_prompt = reliable_facts(world.report, floor=0.95)
+        args.facts_per_prompt = reliable_facts(world.report)
     if not (run_dir / "prompts" / "prompts.jsonl").exists():
         t0 = time.perf_counter()
         if args.prompts == "agents":

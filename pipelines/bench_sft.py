@@ -219,7 +219,7 @@ def run_bench(args) -> dict[str, Any]:
     if args.facts_per_prompt <= 0:
         from skedit.pipelines.demo import reliable_facts
 
-        args.facts_per_prompt = reliable_facts(world.report, floor=0.95)
+        args.facts_per_prompt = reliable_facts(world.report)
     agents_s, agents_approved = 0.0, None
     if args.prompts == "agents":
         t0 = time.perf_counter()

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="most facts per prompt; 0 (default): the largest k of the world's in-context "
-        "curve read at >= 0.95",
+        "curve the teacher reads at >= 0.98 on every probe kind",
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

@@ -80,6 +80,22 @@ def _mean(xs: list[bool]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
 
 
+def scored_probes(edits: list[Edit], by_edit: dict[str, list[Probe]]) -> list[Probe]:
+    """The probes a prompt stating ``edits`` is checked on (the critic and bench_agents alike).
+
+    Left out: locality probes that ask about a fact stated in this very prompt (they are not
+    "unrelated"), and unanswered probes (generated multi-hop questions: the teacher's answer
+    is their target, there is nothing to score it against).
+    """
+    asked = {normalise(q) for e in edits for q in [e.prompt, *e.rephrases]}
+    return [
+        p
+        for e in edits
+        for p in by_edit.get(e.id, [])
+        if not p.unanswered and not (p.kind == "locality" and normalise(p.prompt) in asked)
+    ]
+
+
 def judge(
     items: list[tuple[list[Edit], str]], probes: list[Probe], ctx: AgentsContext, round_: int
 ) -> list[Verdict]:
@@ -98,15 +114,7 @@ def judge(
             verdicts.append(Verdict(crit, missing=missing, over_budget=over))
             continue
         verdicts.append(None)
-        # probes that ask about a fact stated in this very prompt are not "unrelated"
-        asked = {normalise(q) for e in edits for q in [e.prompt, *e.rephrases]}
-        for e in edits:
-            for p in by_edit.get(e.id, []):
-                if p.kind == "locality" and normalise(p.prompt) in asked:
-                    continue
-                if p.unanswered:
-                    continue  # a generated multi-hop question: the teacher's answer is its target
-                jobs.append((i, p))
+        jobs += [(i, p) for p in scored_probes(edits, by_edit)]
     if jobs:
         model, tok = ctx.teacher()
         with ctx.lock:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from skedit.agents.config import AgentsConfig
+from skedit.agents.nodes_critic import scored_probes
 from skedit.agents.workflow import run_agents
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
@@ -52,14 +53,7 @@ def teacher_figures(
         facts = [edits[i] for i in p.edit_ids]
         low = p.text.lower()
         covered += all(e.subject.lower() in low and e.target_new.lower() in low for e in facts)
-        asked = {normalise(x) for e in facts for x in [e.prompt, *e.rephrases]}
-        for e in facts:
-            for q in by_edit.get(e.id, []):
-                if q.kind == "locality" and normalise(q.prompt) in asked:
-                    continue  # a question about a fact of this very prompt is not unrelated
-                if q.unanswered:
-                    continue  # generated multi-hop question: no answer to score
-                jobs.append((p, q))
+        jobs += [(p, q) for q in scored_probes(facts, by_edit)]
     gens = generate(
         model,
         tok,

@@ -339,7 +339,7 @@ def train_world_model(
         t = (step - spec.warmup) / max(1, spec.steps - spec.warmup)
         return spec.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
-    precision = autocast_context(spec)[1]
+    autocast, precision = autocast_context(spec)  # decided once; re-entered every step
     log: list[dict] = []
     start = time.perf_counter()
     running = None
@@ -357,7 +357,7 @@ def train_world_model(
         batch = pack(sample_batch(sampler, enc, spec), spec.seq_len, tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        with autocast_context(spec)[0]:
+        with autocast:
             loss = answer_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

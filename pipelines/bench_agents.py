@@ -108,7 +108,24 @@ def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
         "all_prompts": every,
         "facts_per_100_tokens": density(approved),
         "facts_per_100_tokens_all_prompts": density(prompts),
+        "prompt_tokens": sum(p.tokens for p in prompts),
     }
+
+
+def density_ceiling(
+    one_fact_tokens: int, n_facts: int, dense_tokens: int, dense_prompts: int, frame_tokens: int
+) -> float | None:
+    """The density ratio the dense notation tends to as facts per prompt grow without bound.
+
+    Every prompt pays the teacher's context frame (``Context:`` and the newline) once; the rest
+    is the facts. One fact per prompt costs ``frame + f1`` tokens a fact, a dense prompt of ``m``
+    facts ``f + frame / m``, so no number of facts per prompt passes ``(frame + f1) / f``: with
+    ``f1 == f`` (the same notation), ``1 + frame / f``. Token counts are totals over all prompts.
+    """
+    fact_tokens = dense_tokens - frame_tokens * dense_prompts
+    if not n_facts or fact_tokens <= 0:
+        return None
+    return round((one_fact_tokens / n_facts) / (fact_tokens / n_facts), 2)
 
 
 def _pick_edits(path: Path, n: int) -> list[Edit]:
@@ -136,6 +153,13 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
     results["density_ratio"] = round(dense / single, 2) if dense and single else None
     every = d["facts_per_100_tokens_all_prompts"]
     results["density_ratio_all_prompts"] = round(every / single, 2) if every and single else None
+    # what no prompt length can pass in this notation: the frame is the only thing shared
+    results["frame_tokens"] = frame = len(
+        tok(context_prefix(""), add_special_tokens=False)["input_ids"]
+    )
+    results["density_ratio_ceiling"] = density_ceiling(
+        s["prompt_tokens"], len(edits), d["prompt_tokens"], d["prompts"], frame
+    )
     # for reference: one fact per prompt written as a plain sentence (no run needed)
     n_tok = sum(
         len(
@@ -188,6 +212,7 @@ def _table(res: dict[str, Any]) -> str:
         out.append(f"{label:32}{cells}")
     out.append(f"{'density ratio (dense / one fact)':32}{res['density_ratio']!s:>14}")
     out.append(f"{'  same, all prompts':32}{res['density_ratio_all_prompts']!s:>14}")
+    out.append(f"{'  limit, same notation':32}{res['density_ratio_ceiling']!s:>14}")
     ref = res["one_fact_sentence_facts_per_100_tokens"]
     out.append(f"{'(one fact as a sentence: f/100t)':32}{ref!s:>14}")
     met = res["targets"]["met"]

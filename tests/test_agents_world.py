@@ -8,6 +8,7 @@ import pytest
 
 from skedit.agents.config import AgentsConfig
 from skedit.agents.workflow import run_agents
+from skedit.pipelines.bench_agents import density_ceiling
 from skedit.pipelines.bench_agents import main as bench_main
 from skedit.pipelines.datasets import load_edits
 from skedit.prompts.io import read_jsonl
@@ -60,4 +61,16 @@ def test_benchmark_writes_its_json_with_both_runs(tiny_world, tmp_path, capsys):
         assert res[run]["facts"] == 8 and res[run]["wall_seconds"] > 0
         assert res[run]["facts_per_100_tokens_all_prompts"] > 0
     assert res["one_fact"]["prompts"] == 8
-    assert "density ratio" in capsys.readouterr().out
+    # no finite prompt beats the limit of its own notation
+    assert res["density_ratio_all_prompts"] <= res["density_ratio_ceiling"]
+    out = capsys.readouterr().out
+    assert "density ratio" in out and "limit, same notation" in out
+
+
+def test_density_ceiling_is_the_frame_shared_by_every_fact():
+    # world counts: a compact fact is 4 tokens, the frame ("Context", ":", newline) 3, so one
+    # fact per prompt costs 7 and 100 facts in 7 dense prompts 7 * 3 + 100 * 4
+    assert density_ceiling(700, 100, 7 * 3 + 400, 7, 3) == 1.75
+    # a notation of 2 tokens a fact, the same for single facts: 1 + 3 / 2
+    assert density_ceiling(500, 100, 3 + 200, 1, 3) == 2.5
+    assert density_ceiling(0, 0, 0, 0, 3) is None

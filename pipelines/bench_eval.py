@@ -108,10 +108,9 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
 
     timings: dict[str, float] = {}
     run_dir.mkdir(parents=True, exist_ok=True)
-    if args.facts_per_prompt <= 0:
-        from skedit.pipelines.demo import reliable_facts
+    from skedit.pipelines.demo import facts_per_prompt
 
-        args.facts_per_prompt = reliable_facts(world.report)
+    args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report)
     if not (run_dir / "prompts" / "prompts.jsonl").exists():
         t0 = time.perf_counter()
         if args.prompts == "agents":

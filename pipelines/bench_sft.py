@@ -216,10 +216,9 @@ def run_bench(args) -> dict[str, Any]:
     world = _world(args)
     edits = read_jsonl(world.benchmark[args.split], Edit)[: args.edits]
     base, tok = load_model(world.model_dir, device="cpu")
-    if args.facts_per_prompt <= 0:
-        from skedit.pipelines.demo import reliable_facts
+    from skedit.pipelines.demo import facts_per_prompt
 
-        args.facts_per_prompt = reliable_facts(world.report)
+    args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report)
     agents_s, agents_approved = 0.0, None
     if args.prompts == "agents":
         t0 = time.perf_counter()

@@ -37,6 +37,11 @@ def reliable_facts(report: dict, floor: float = 0.98) -> int:
     return max(ok, default=1)
 
 
+def facts_per_prompt(asked: int, report: dict) -> int:
+    """``asked`` when positive (a ``--facts-per-prompt`` option), else :func:`reliable_facts`."""
+    return asked if asked > 0 else reliable_facts(report)
+
+
 def pick_edits(benchmark: Path, n: int) -> str:
     """The first ``n`` edits of a benchmark file (deterministic), as JSONL text."""
     lines = []

@@ -45,7 +45,7 @@ def test_prompt_density_is_the_largest_k_the_teacher_answers_everything_at():
     """The demo and the benchmarks pack as many facts per prompt as the world teacher reads at
     >= .98 on every probe kind: a k whose edit accuracy passes but whose two-hop answers do
     not is too dense (the student would learn the teacher's two-hop mistakes)."""
-    from skedit.pipelines.demo import reliable_facts
+    from skedit.pipelines.demo import facts_per_prompt, reliable_facts
 
     def point(edit, para, port, loc):
         return {"edit": edit, "paraphrase": para, "portability": port, "locality": loc}
@@ -61,3 +61,6 @@ def test_prompt_density_is_the_largest_k_the_teacher_answers_everything_at():
     assert reliable_facts({"in_context": curve}, floor=0.999) == 1
     assert reliable_facts({"in_context": curve}, floor=0.75) == 8
     assert reliable_facts({}) == 1
+    # the benchmarks' --facts-per-prompt: an explicit count wins, 0 asks the curve
+    assert facts_per_prompt(0, {"in_context": curve}) == 4
+    assert facts_per_prompt(16, {"in_context": curve}) == 16

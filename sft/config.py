@@ -15,6 +15,7 @@ from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Method = Literal["sft", "kd"]
 Scope = Literal["full", "lora", "layers"]
+KDTeacher = Literal["live", "topk"]
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -70,7 +71,13 @@ class TrainConfig:
     topk: int = _f(
         0,
         "Store the teacher's top-k log-probs per completion token in "
-        "transfer.jsonl (0 = off; kd uses the live teacher either way).",
+        "transfer.jsonl (0 = off; kd_teacher topk needs it).",
+    )
+    kd_teacher: KDTeacher = _f(
+        "live",
+        "kd: live runs the teacher on the dense prompt at every step (a second copy of the "
+        "model in memory unless LoRA); topk distils from the top-k stored in transfer.jsonl "
+        "(needs topk > 0 and kd_temperature 1), with no teacher in training.",
     )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
@@ -110,6 +117,24 @@ class TrainConfig:
                 "scope 'layers' needs layers or modules",
                 field="layers",
                 hint="e.g. --layers 2,3 --modules mlp",
+            )
+        if self.kd_teacher not in ("live", "topk"):
+            raise SkeditError(
+                f"unknown kd_teacher {self.kd_teacher!r}",
+                field="kd_teacher",
+                hint="use 'live' or 'topk'",
+            )
+        if self.kd_teacher == "topk" and self.topk <= 0:
+            raise SkeditError(
+                "kd_teacher 'topk' distils from the teacher's stored top-k, but topk is 0",
+                field="topk",
+                hint="set topk (e.g. 32) so the teacher stage stores it",
+            )
+        if self.kd_teacher == "topk" and self.kd_temperature != 1.0:
+            raise SkeditError(
+                "the stored top-k are log-probs at temperature 1",
+                field="kd_temperature",
+                hint="use kd_temperature 1 with kd_teacher 'topk', or kd_teacher 'live'",
             )
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
+from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import TransferExample
 from skedit.sft.modelops import encode_input, encode_target
 from skedit.sft.transfer import teacher_prefix
@@ -42,14 +43,62 @@ def kd_loss(
     return (per_token * m).sum() / m.sum().clamp(min=1) * (t * t)
 
 
-def encode_example(tokenizer, ex: TransferExample) -> dict[str, list[int]]:
-    """Ids of one transfer row: the student's prompt, the teacher's (prefix apart), the completion."""
+def topk_kd_loss(
+    student_logits: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_logp: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Forward KL from the teacher's stored top-k to the student, per completion token.
+
+    ``topk_ids`` / ``topk_logp`` are ``(B, C, k)``: the teacher's k most likely tokens and their
+    log-probs (``transfer.jsonl``'s ``teacher_topk``). The teacher's remaining mass is one
+    "any other token" outcome, matched by the student's mass outside those k tokens, so this is
+    the exact KL between the two distributions coarsened to k + 1 outcomes: zero when the
+    student equals the teacher, never above the full-vocabulary KL, and equal to it once the
+    k tokens hold all of the teacher's mass.
+    """
+    s_logp = F.log_softmax(student_logits.float(), dim=-1)  # (B, C, V)
+    s_top = s_logp.gather(-1, topk_ids)  # (B, C, k)
+    t_logp = topk_logp.float()
+    t_p = t_logp.exp()
+    top_kl = (t_p * (t_logp - s_top)).sum(-1)  # (B, C)
+    # the rest: the teacher's leftover mass against the student's mass outside the k tokens
+    t_rest = (1.0 - t_p.sum(-1)).clamp(min=0.0)
+    # log of the student's mass outside the k tokens (finite fill: no NaN gradient when k = V;
+    # below e^-50 the leftover mass is taken as e^-50)
+    s_rest = torch.logsumexp(s_logp.scatter(-1, topk_ids, -1e4), dim=-1).clamp(min=-50.0)
+    rest_kl = torch.xlogy(t_rest, t_rest) - t_rest * s_rest
+    per_token = top_kl + rest_kl
+    m = mask.to(per_token.dtype)
+    return (per_token * m).sum() / m.sum().clamp(min=1)
+
+
+def encode_example(tokenizer, ex: TransferExample, *, topk: bool = False) -> dict[str, list[Any]]:
+    """Ids of one transfer row: the student's prompt, the teacher's (prefix apart), the completion.
+
+    ``topk=True`` adds the row's stored teacher top-k (``topk_ids``, ``topk_logp``: one list of k
+    per completion token), for distilling without running the teacher.
+    """
     prefix = teacher_prefix(ex) or None
-    return {
+    out: dict[str, list[Any]] = {
         "prompt_ids": encode_input(tokenizer, ex.prompt),
         "teacher_prompt_ids": encode_input(tokenizer, ex.prompt, prefix),
         "completion_ids": encode_target(tokenizer, ex.prompt, ex.completion),
     }
+    if topk:
+        steps = ex.teacher_topk or []
+        if len(steps) != len(out["completion_ids"]):
+            raise SkeditError(
+                f"transfer row has teacher top-k for {len(steps)} tokens, its completion "
+                f"{ex.completion!r} has {len(out['completion_ids'])}",
+                field="teacher_topk",
+                hint="rebuild the transfer set with `topk` > 0 (delete transfer.jsonl and rerun "
+                "`skedit sft`), or use `kd_teacher: live`",
+            )
+        out["topk_ids"] = [[int(t) for t, _ in step] for step in steps]
+        out["topk_logp"] = [[float(v) for _, v in step] for step in steps]
+    return out
 
 
 def _pad_rows(
@@ -90,24 +139,30 @@ class KDCollator:
         tp, tpm = _pad_rows([f["teacher_prompt_ids"] for f in features], pad, left=True)
         comp, cm = _pad_rows([f["completion_ids"] for f in features], pad, left=False)
         student = join_completion(sp, spm, comp, cm)
-        teacher = join_completion(tp, tpm, comp, cm)
         labels = torch.full_like(student["input_ids"], -100)
         labels[:, sp.shape[1] :] = comp.masked_fill(cm == 0, -100)
-        return {
-            **student,
-            "labels": labels,
-            "completion_ids": comp,
-            "completion_mask": cm,
-            **{f"teacher_{k}": v for k, v in teacher.items()},
-        }
+        batch = {**student, "labels": labels, "completion_ids": comp, "completion_mask": cm}
+        if "topk_ids" in features[0]:  # the stored teacher: no teacher inputs needed
+            width, k = comp.shape[1], len(features[0]["topk_ids"][0])
+            ids = torch.zeros((len(features), width, k), dtype=torch.long)
+            logp = torch.zeros((len(features), width, k), dtype=torch.float32)
+            for i, f in enumerate(features):
+                n = len(f["topk_ids"])
+                ids[i, :n] = torch.tensor(f["topk_ids"], dtype=torch.long)
+                logp[i, :n] = torch.tensor(f["topk_logp"], dtype=torch.float32)
+            return {**batch, "topk_ids": ids, "topk_logp": logp}
+        teacher = join_completion(tp, tpm, comp, cm)
+        return {**batch, **{f"teacher_{k}": v for k, v in teacher.items()}}
 
 
 class KDTrainer(SFTTrainer):
     """``SFTTrainer`` whose loss is KL to a teacher that reads the dense prompt.
 
-    ``teacher_model=None`` means the student's own base weights: the peft model with its
-    adapters disabled (LoRA). Otherwise pass a frozen copy made *before* this trainer is built
-    (SFTTrainer patches ``forward`` at init).
+    Batches that carry ``topk_ids`` (``kd_teacher: topk``) are scored against the teacher's
+    top-k stored in the transfer set, and no teacher runs. Otherwise ``teacher_model=None``
+    means the student's own base weights: the peft model with its adapters disabled (LoRA);
+    or pass a frozen copy made *before* this trainer is built (SFTTrainer patches ``forward``
+    at init).
     """
 
     # our loss is a per-micro-batch mean: let Trainer divide it by the accumulation steps
@@ -161,8 +216,13 @@ class KDTrainer(SFTTrainer):
             use_cache=False,
         )
         s_logits = out.logits[:, :-1]  # (B, C, V): predictions of the completion tokens
-        t_logits = self._teacher_logits(model, inputs, keep)[:, :-1]
-        kl = kd_loss(s_logits, t_logits, cmask, self.temperature)
+        if "topk_ids" in inputs:
+            kl = topk_kd_loss(s_logits, inputs["topk_ids"], inputs["topk_logp"], cmask)
+            t_best = inputs["topk_ids"][..., 0]
+        else:
+            t_logits = self._teacher_logits(model, inputs, keep)[:, :-1]
+            kl = kd_loss(s_logits, t_logits, cmask, self.temperature)
+            t_best = t_logits.argmax(-1)
         loss = self.kl_weight * kl
         ce = torch.zeros((), device=kl.device)
         if self.ce_weight:
@@ -174,7 +234,7 @@ class KDTrainer(SFTTrainer):
             loss = loss + self.ce_weight * ce
         mode = "train" if model.training else "eval"
         with torch.no_grad():
-            agree = ((s_logits.argmax(-1) == t_logits.argmax(-1)) & (cmask == 1)).sum()
+            agree = ((s_logits.argmax(-1) == t_best) & (cmask == 1)).sum()
             self._metrics[mode]["kl"].append(kl.item())
             if self.ce_weight:
                 self._metrics[mode]["ce"].append(ce.item())

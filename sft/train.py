@@ -76,13 +76,16 @@ def repeats(ex: TransferExample) -> int:
     return max(1, round(ex.weight))
 
 
-def build_dataset(tokenizer, examples: Sequence[TransferExample], method: str):
-    """A pre-tokenised ``datasets.Dataset`` (rows repeated by weight) for the chosen method."""
+def build_dataset(
+    tokenizer, examples: Sequence[TransferExample], method: str, *, topk: bool = False
+):
+    """A pre-tokenised ``datasets.Dataset`` (rows repeated by weight) for the chosen method;
+    ``topk``: kd rows carry the teacher's stored top-k instead of the teacher's input."""
     from datasets import Dataset
 
     rows = []
     for ex in examples:
-        enc = encode_example(tokenizer, ex)
+        enc = encode_example(tokenizer, ex, topk=topk and method == "kd")
         if not enc["completion_ids"]:
             continue
         if method == "sft":
@@ -120,13 +123,16 @@ def build_trainer(
 ):
     """Scope the model, make the KD teacher if needed, and return ``(trainer, model)``."""
     unpatch(model)
-    if config.method == "kd" and teacher is None and config.scope != "lora":
+    stored = config.method == "kd" and config.kd_teacher == "topk"
+    if stored:
+        teacher = None  # the transfer set carries the teacher's top-k: no teacher in memory
+    elif config.method == "kd" and teacher is None and config.scope != "lora":
         # a frozen copy BEFORE the trainer patches forward; with LoRA the teacher is the same
         # model with its adapters disabled
         teacher = copy.deepcopy(model)
     model = apply_scope(model, config)
     args = config.to_sft_config(out_dir)
-    dataset = build_dataset(tokenizer, examples, config.method)
+    dataset = build_dataset(tokenizer, examples, config.method, topk=stored)
     if len(dataset) == 0:
         from skedit.prompts.errors import SkeditError
 
@@ -220,11 +226,29 @@ def train_student(
         torch.set_num_threads(config.threads)
     out_dir = Path(out_dir)
     earlier = carried_rows(model_path)
+    if config.method == "kd" and config.kd_teacher == "topk" and config.replay > 0:
+        lacking = sum(not r.teacher_topk for r in earlier)
+        if lacking:
+            from skedit.prompts.errors import SkeditError
+
+            raise SkeditError(
+                f"{lacking} of the {len(earlier)} rows this student replays from earlier batches "
+                "have no stored teacher top-k (they were trained with kd_teacher live)",
+                file=str(Path(model_path) / CARRIED_ROWS),
+                field="kd_teacher",
+                hint="train this batch with kd_teacher: live, or with replay: 0",
+            )
     batch_rows = list(examples)
     examples = with_replay(batch_rows, earlier, config.replay, config.seed)
     model, tokenizer = load_model(model_path)
     teacher = None
-    if config.method == "kd" and teacher_path and str(teacher_path) != str(model_path):
+    stored = config.kd_teacher == "topk"  # the teacher's top-k are in the rows already
+    if (
+        config.method == "kd"
+        and not stored
+        and teacher_path
+        and str(teacher_path) != str(model_path)
+    ):
         teacher, _ = load_model(teacher_path)
         if (
             teacher.get_output_embeddings().weight.shape[0]

@@ -114,6 +114,10 @@ def test_second_batch_on_the_student_grows_the_manifest(tiny_lm_dir, tmp_path, c
     assert main(["sft", str(two), "--dry-run", "--json"]) == 0
     first_rows = read_jsonl(one / "model" / "transfer_rows.jsonl", TransferExample)
     assert json.loads(capsys.readouterr().out)["replayed_rows"] == len(first_rows) > 0
+    # the first batch stored no top-k: its replayed rows cannot be distilled from one
+    assert main(["sft", str(two), "--kd-topk", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "transfer_rows.jsonl" in err and "kd_teacher live" in err
     assert main(["sft", str(two), "--lora", "--json"]) == 0
     manifest = json.loads((two / "model" / "manifest.json").read_text())
     assert manifest["edit_ids"] == ["e1", "e2"]
@@ -236,3 +240,17 @@ def test_rerun_after_an_interruption_resumes_the_same_job(tiny_lm_dir, tmp_path,
     # --resume on a finished student has nothing to do
     assert main(["sft", str(run), "--resume"]) == 0
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_kd_from_the_stored_top_k(tiny_lm_dir, tmp_path, capsys):
+    """--kd-topk K: the transfer set stores the teacher's K best tokens and training reads
+    them instead of running the teacher."""
+    run = make_run(tmp_path / "run", tiny_lm_dir)
+    assert main(["sft", str(run), "--kd-topk", "4", "--json"]) == 0
+    out = _json_out(capsys)
+    rows = read_jsonl(run / "transfer.jsonl", TransferExample)
+    assert rows and all(r.teacher_topk and len(r.teacher_topk[0]) == 4 for r in rows)
+    config = json.loads((Path(out["model_dir"]) / "train_config.json").read_text())
+    assert config["kd_teacher"] == "topk" and config["topk"] == 4
+    assert main(["sft", str(run), "--force", "--kd-topk", "4", "--method", "sft"]) == 2
+    assert "--kd-topk" in capsys.readouterr().err

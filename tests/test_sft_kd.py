@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import TransferExample
-from skedit.sft.kd import KDCollator, encode_example, kd_loss
+from skedit.sft.kd import KDCollator, encode_example, kd_loss, topk_kd_loss
 
 
 def test_kd_loss_is_zero_when_student_equals_teacher():
@@ -166,3 +167,86 @@ def test_transfer_set_can_carry_the_teachers_top_k(tiny):
     edit = rows[0]
     ids = encode_example(tok, edit)["completion_ids"]
     assert [step[0][0] for step in edit.teacher_topk] == ids
+
+
+def _topk_of(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    top = torch.log_softmax(logits, -1).topk(k, dim=-1)
+    return top.indices, top.values
+
+
+def test_topk_kl_is_the_full_kl_when_the_k_tokens_hold_all_the_mass():
+    torch.manual_seed(0)
+    teacher, student = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    ids, logp = _topk_of(teacher, 6)
+    got = topk_kd_loss(student, ids, logp, mask).item()
+    assert got == pytest.approx(kd_loss(student, teacher, mask).item(), rel=1e-5)
+
+
+def test_topk_kl_is_zero_for_the_teacher_itself_and_below_the_full_kl():
+    torch.manual_seed(1)
+    teacher, student = torch.randn(2, 4, 50), torch.randn(2, 4, 50)
+    mask = torch.ones(2, 4)
+    ids, logp = _topk_of(teacher, 5)
+    assert topk_kd_loss(teacher, ids, logp, mask).item() == pytest.approx(0, abs=1e-6)
+    coarse = topk_kd_loss(student, ids, logp, mask).item()
+    assert 0 < coarse <= kd_loss(student, teacher, mask).item()
+
+
+def test_stored_topk_rows_batch_without_teacher_inputs_and_need_every_token(tiny):
+    model, tok = tiny
+    rows = _rows()[:2]
+    for r in rows:
+        n = len(encode_example(tok, r)["completion_ids"])
+        r.teacher_topk = [[(5, -0.1), (7, -2.5)]] * n
+    batch = KDCollator(tok.pad_token_id)([encode_example(tok, r, topk=True) for r in rows])
+    c = batch["completion_ids"].shape[1]
+    assert batch["topk_ids"].shape == (2, c, 2) and "teacher_input_ids" not in batch
+    short = rows[0].model_copy(update={"teacher_topk": rows[0].teacher_topk[:-1]})
+    with pytest.raises(SkeditError, match="teacher top-k for .* tokens"):
+        encode_example(tok, short, topk=True)
+
+
+def test_topk_distillation_learns_the_stored_answers_without_a_teacher(tiny_lm_dir):
+    """The student learns from the transfer set's top-k alone (no teacher model anywhere):
+    rows whose stored teacher is sure of an answer the base model does not give."""
+    from skedit.sft.config import TrainConfig
+    from skedit.sft.modelops import generate, load_model
+    from skedit.sft.train import train_in_memory
+
+    model, tok = load_model(tiny_lm_dir, device="cpu")
+    prompts = ["alice was born in", "where was alice born ?", "bob lives in"]
+    answers = ["rome", "rome", "london"]
+    before = [g.strip() for g in generate(model, tok, prompts, max_new_tokens=1)]
+    assert before != answers
+    rows = []
+    for p, a in zip(prompts, answers, strict=True):
+        row = TransferExample(prompt=p, completion=" " + a, teacher_prompt="(stored)", kind="edit")
+        (answer_id,) = encode_example(tok, row)["completion_ids"]
+        other = (answer_id + 1) % len(tok)
+        row.teacher_topk = [[(answer_id, -0.01), (other, -5.0)]]
+        rows.append(row)
+    cfg = TrainConfig(
+        method="kd",
+        kd_teacher="topk",
+        topk=2,
+        ce_weight=0.0,
+        max_steps=40,
+        batch_size=4,
+        warmup_steps=0,
+        learning_rate=1e-2,
+    )
+    model = train_in_memory(model, tok, rows, cfg)
+    after = [g.strip() for g in generate(model, tok, prompts, max_new_tokens=1)]
+    assert after == answers
+
+
+def test_topk_distillation_settings_are_checked():
+    from skedit.sft.config import TrainConfig
+
+    with pytest.raises(SkeditError, match="topk is 0"):
+        TrainConfig(kd_teacher="topk")
+    with pytest.raises(SkeditError, match="temperature 1"):
+        TrainConfig(kd_teacher="topk", topk=8, kd_temperature=2.0)
+    with pytest.raises(SkeditError, match="kd_teacher"):
+        TrainConfig(kd_teacher="offline")

@@ -40,6 +40,13 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
     p.add_argument("--teacher", metavar="PATH", help="teacher model (default: the base model)")
+    p.add_argument(
+        "--kd-topk",
+        type=int,
+        metavar="K",
+        help="kd from the teacher's top-K tokens stored in transfer.jsonl: no teacher runs "
+        "during training (training.kd_teacher: topk, training.topk: K)",
+    )
     p.add_argument("--recipe", metavar="YAML", help="a recipe whose `training:` section applies")
     p.add_argument(
         "--launcher",
@@ -136,6 +143,14 @@ def resolve_config(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path)
         training["layers"] = args.layers
     if args.modules:
         training["modules"] = args.modules
+    if getattr(args, "kd_topk", None):
+        if training.get("method", "kd") != "kd":
+            raise SkeditError(
+                "--kd-topk distils from the teacher's top-k, which --method sft does not use",
+                field="--kd-topk",
+                hint="use --method kd, or drop --kd-topk",
+            )
+        training.update(kd_teacher="topk", topk=args.kd_topk)
     if args.lora:
         training["scope"] = "lora"
     elif args.layers or args.modules:

@@ -227,7 +227,7 @@ def train_student(
     out_dir = Path(out_dir)
     earlier = carried_rows(model_path)
     if config.method == "kd" and config.kd_teacher == "topk" and config.replay > 0:
-        lacking = sum(not r.teacher_topk for r in earlier)
+        lacking = sum(r.teacher_topk is None and bool(r.completion.strip()) for r in earlier)
         if lacking:
             from skedit.prompts.errors import SkeditError
 

@@ -125,7 +125,7 @@ def density_ceiling(
     fact_tokens = dense_tokens - frame_tokens * dense_prompts
     if not n_facts or fact_tokens <= 0:
         return None
-    return round((one_fact_tokens / n_facts) / (fact_tokens / n_facts), 2)
+    return round(one_fact_tokens / fact_tokens, 2)  # per fact: (frame + f1) / f, same facts
 
 
 def _pick_edits(path: Path, n: int) -> list[Edit]:

@@ -153,6 +153,10 @@ def test_dry_run_shows_the_plan_and_trains_nothing(tiny_lm_dir, tmp_path, capsys
     assert plan["scope"] == "layers" and plan["steps"] == 2
     assert 0 < plan["trainable_parameters"] < plan["total_parameters"]
     assert not (run / "model").exists() and not (run / "transfer.jsonl").exists()
+    # what the KD loss will read, and whether it holds a second model in memory
+    assert plan["teacher_in_training"].startswith("live: a frozen copy")
+    assert main(["sft", str(run), "--dry-run", "--kd-topk", "8", "--json"]) == 0
+    assert "top-8 stored" in json.loads(capsys.readouterr().out)["teacher_in_training"]
 
 
 @pytest.mark.parametrize(

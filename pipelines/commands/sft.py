@@ -207,7 +207,19 @@ def plan(prompts, probes, config: TrainConfig, model_path: str) -> dict[str, Any
         "total_parameters": n_all,
         "method": config.method,
         "scope": config.scope,
+        "teacher_in_training": _teacher_in_training(config),
     }
+
+
+def _teacher_in_training(config: TrainConfig) -> str:
+    """What the KD loss reads during training, and what that costs in memory."""
+    if config.method != "kd":
+        return "none (sft trains on the teacher's answers)"
+    if config.kd_teacher == "topk":
+        return f"none (the teacher's top-{config.topk} stored in transfer.jsonl)"
+    if config.scope == "lora":
+        return "live: the base weights with the adapters off (or --teacher), a forward pass a step"
+    return "live: a frozen copy of the model (or --teacher) in memory, a forward pass a step"
 
 
 def ensure_transfer(

@@ -69,16 +69,17 @@ def topk_kd_loss(
     # below e^-50 the leftover mass is taken as e^-50)
     s_rest = torch.logsumexp(s_logp.scatter(-1, topk_ids, -1e4), dim=-1).clamp(min=-50.0)
     rest_kl = torch.xlogy(t_rest, t_rest) - t_rest * s_rest
-    per_token = top_kl + rest_kl
-    m = mask.to(per_token.dtype)
-    return (per_token * m).sum() / m.sum().clamp(min=1)
+    per_token = torch.where(mask.bool(), top_kl + rest_kl, 0.0)  # padding may gather -inf
+    return per_token.sum() / mask.sum().clamp(min=1)
 
 
-def encode_example(tokenizer, ex: TransferExample, *, topk: bool = False) -> dict[str, list[Any]]:
+def encode_example(tokenizer, ex: TransferExample, *, topk: int = 0) -> dict[str, list[Any]]:
     """Ids of one transfer row: the student's prompt, the teacher's (prefix apart), the completion.
 
-    ``topk=True`` adds the row's stored teacher top-k (``topk_ids``, ``topk_logp``: one list of k
-    per completion token), for distilling without running the teacher.
+    ``topk > 0`` adds the row's stored teacher top-k, cut to its ``topk`` best (``topk_ids``,
+    ``topk_logp``: one list per completion token), for distilling without running the teacher.
+    Rows stored with a larger k (an earlier batch's) are cut the same way, which keeps the loss
+    exact: the entries are sorted best first.
     """
     prefix = teacher_prefix(ex) or None
     out: dict[str, list[Any]] = {
@@ -86,18 +87,20 @@ def encode_example(tokenizer, ex: TransferExample, *, topk: bool = False) -> dic
         "teacher_prompt_ids": encode_input(tokenizer, ex.prompt, prefix),
         "completion_ids": encode_target(tokenizer, ex.prompt, ex.completion),
     }
-    if topk:
+    if topk > 0:
         steps = ex.teacher_topk or []
-        if len(steps) != len(out["completion_ids"]):
+        n = len(out["completion_ids"])
+        if len(steps) != n or any(len(step) < topk for step in steps):
+            stored = f"{len(steps)} tokens x {min((len(x) for x in steps), default=0)}"
             raise SkeditError(
-                f"transfer row has teacher top-k for {len(steps)} tokens, its completion "
-                f"{ex.completion!r} has {len(out['completion_ids'])}",
+                f"transfer row {ex.prompt!r} stores the teacher's top-k for {stored}; "
+                f"training needs {n} tokens (its completion {ex.completion!r}) x {topk}",
                 field="teacher_topk",
-                hint="rebuild the transfer set with `topk` > 0 (delete transfer.jsonl and rerun "
-                "`skedit sft`), or use `kd_teacher: live`",
+                hint="rebuild the transfer set with this `topk` (delete transfer.jsonl and rerun "
+                "`skedit sft`), or train with the live teacher (`--kd-topk 0`)",
             )
-        out["topk_ids"] = [[int(t) for t, _ in step] for step in steps]
-        out["topk_logp"] = [[float(v) for _, v in step] for step in steps]
+        out["topk_ids"] = [[int(t) for t, _ in step[:topk]] for step in steps]
+        out["topk_logp"] = [[float(v) for _, v in step[:topk]] for step in steps]
     return out
 
 

@@ -53,6 +53,45 @@ def with_replay(
     return [*examples, *picked]
 
 
+def check_replay_topk(
+    model_path: str | os.PathLike, config: TrainConfig, earlier: Sequence[TransferExample]
+) -> None:
+    """Distilling from stored top-k needs them on the earlier batches' replayed rows too."""
+    if not (config.method == "kd" and config.kd_teacher == "topk" and config.replay > 0):
+        return
+    lacking = [
+        r
+        for r in earlier
+        if r.completion.strip() and any(len(s) < config.topk for s in (r.teacher_topk or [[]]))
+    ]
+    if lacking:
+        from skedit.prompts.errors import SkeditError
+
+        raise SkeditError(
+            f"{len(lacking)} of the {len(earlier)} rows this student replays from earlier "
+            f"batches store fewer than the teacher's top-{config.topk} (their batch stored "
+            f"topk: {max((len(s) for r in lacking for s in r.teacher_topk or []), default=0)})",
+            file=str(Path(model_path) / CARRIED_ROWS),
+            field="topk",
+            hint="train this batch with the live teacher (`skedit sft --kd-topk 0`), with a "
+            "smaller topk, or with replay: 0",
+        )
+
+
+def check_topk_ids(examples: Sequence[TransferExample], vocab_size: int) -> None:
+    """Stored top-k ids must be the student's tokens (a teacher with another vocabulary)."""
+    top = max((t for ex in examples for s in ex.teacher_topk or [] for t, _ in s), default=-1)
+    if top >= vocab_size:
+        from skedit.prompts.errors import SkeditError
+
+        raise SkeditError(
+            f"the stored teacher top-k name token {top}, past the student's {vocab_size} tokens",
+            file="transfer.jsonl",
+            field="teacher_topk",
+            hint="kd needs the teacher's tokenizer; use --method sft with this teacher",
+        )
+
+
 def carried_rows(model_path: str | os.PathLike) -> list[TransferExample]:
     """The transfer rows an earlier student carries (empty for a base model)."""
     from skedit.prompts.io import read_jsonl
@@ -76,16 +115,14 @@ def repeats(ex: TransferExample) -> int:
     return max(1, round(ex.weight))
 
 
-def build_dataset(
-    tokenizer, examples: Sequence[TransferExample], method: str, *, topk: bool = False
-):
+def build_dataset(tokenizer, examples: Sequence[TransferExample], method: str, *, topk: int = 0):
     """A pre-tokenised ``datasets.Dataset`` (rows repeated by weight) for the chosen method;
-    ``topk``: kd rows carry the teacher's stored top-k instead of the teacher's input."""
+    ``topk > 0``: kd rows carry the teacher's stored top-k instead of the teacher's input."""
     from datasets import Dataset
 
     rows = []
     for ex in examples:
-        enc = encode_example(tokenizer, ex, topk=topk and method == "kd")
+        enc = encode_example(tokenizer, ex, topk=topk if method == "kd" else 0)
         if not enc["completion_ids"]:
             continue
         if method == "sft":
@@ -126,13 +163,14 @@ def build_trainer(
     stored = config.method == "kd" and config.kd_teacher == "topk"
     if stored:
         teacher = None  # the transfer set carries the teacher's top-k: no teacher in memory
+        check_topk_ids(examples, model.get_output_embeddings().weight.shape[0])
     elif config.method == "kd" and teacher is None and config.scope != "lora":
         # a frozen copy BEFORE the trainer patches forward; with LoRA the teacher is the same
         # model with its adapters disabled
         teacher = copy.deepcopy(model)
     model = apply_scope(model, config)
     args = config.to_sft_config(out_dir)
-    dataset = build_dataset(tokenizer, examples, config.method, topk=stored)
+    dataset = build_dataset(tokenizer, examples, config.method, topk=config.topk if stored else 0)
     if len(dataset) == 0:
         from skedit.prompts.errors import SkeditError
 
@@ -226,18 +264,7 @@ def train_student(
         torch.set_num_threads(config.threads)
     out_dir = Path(out_dir)
     earlier = carried_rows(model_path)
-    if config.method == "kd" and config.kd_teacher == "topk" and config.replay > 0:
-        lacking = sum(r.teacher_topk is None and bool(r.completion.strip()) for r in earlier)
-        if lacking:
-            from skedit.prompts.errors import SkeditError
-
-            raise SkeditError(
-                f"{lacking} of the {len(earlier)} rows this student replays from earlier batches "
-                "have no stored teacher top-k (they were trained with kd_teacher live)",
-                file=str(Path(model_path) / CARRIED_ROWS),
-                field="kd_teacher",
-                hint="train this batch with kd_teacher: live, or with replay: 0",
-            )
+    check_replay_topk(model_path, config, earlier)
     batch_rows = list(examples)
     examples = with_replay(batch_rows, earlier, config.replay, config.seed)
     model, tokenizer = load_model(model_path)

@@ -155,12 +155,11 @@ def add_teacher_topk(
             seqs.append(encode_input(tokenizer, r.prompt, teacher_prefix(r) or None) + tgt)
             lens.append(len(tgt))
         ids, mask, pos = _left_pad(seqs, pad_id, model.device)
-        logp = torch.log_softmax(
-            model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float(), -1
-        )
-        width = ids.shape[1]
+        keep = max(lens) + 1  # logits of the completion positions only, not the whole vocab
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep)
+        logp = torch.log_softmax(logits.logits.float(), -1)
         for i, r in enumerate(chunk):
-            top = logp[i, width - lens[i] - 1 : width - 1].topk(k, dim=-1)
+            top = logp[i, keep - lens[i] - 1 : keep - 1].topk(k, dim=-1)
             r.teacher_topk = [
                 [(int(t), round(float(v), 5)) for t, v in zip(ti, vi, strict=True)]
                 for ti, vi in zip(top.indices.tolist(), top.values.tolist(), strict=True)

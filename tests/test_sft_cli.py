@@ -117,7 +117,8 @@ def test_second_batch_on_the_student_grows_the_manifest(tiny_lm_dir, tmp_path, c
     # the first batch stored no top-k: its replayed rows cannot be distilled from one
     assert main(["sft", str(two), "--kd-topk", "4"]) == 2
     err = capsys.readouterr().err
-    assert "transfer_rows.jsonl" in err and "kd_teacher live" in err
+    assert "transfer_rows.jsonl" in err and "--kd-topk 0" in err
+    assert not (two / "transfer.jsonl").exists()  # refused before the teacher ran
     assert main(["sft", str(two), "--lora", "--json"]) == 0
     manifest = json.loads((two / "model" / "manifest.json").read_text())
     assert manifest["edit_ids"] == ["e1", "e2"]
@@ -258,3 +259,7 @@ def test_kd_from_the_stored_top_k(tiny_lm_dir, tmp_path, capsys):
     assert config["kd_teacher"] == "topk" and config["topk"] == 4
     assert main(["sft", str(run), "--force", "--kd-topk", "4", "--method", "sft"]) == 2
     assert "--kd-topk" in capsys.readouterr().err
+    # --kd-topk 0: back to the live teacher
+    assert main(["sft", str(run), "--force", "--kd-topk", "0", "--json"]) == 0
+    live = json.loads((Path(_json_out(capsys)["model_dir"]) / "train_config.json").read_text())
+    assert live["kd_teacher"] == "live"

@@ -198,13 +198,36 @@ def test_stored_topk_rows_batch_without_teacher_inputs_and_need_every_token(tiny
     rows = _rows()[:2]
     for r in rows:
         n = len(encode_example(tok, r)["completion_ids"])
-        r.teacher_topk = [[(5, -0.1), (7, -2.5)]] * n
-    batch = KDCollator(tok.pad_token_id)([encode_example(tok, r, topk=True) for r in rows])
+        # distinct entries per row and token; the first row stored k = 3 (an earlier batch's)
+        r.teacher_topk = [
+            [(10 * j + 1, -0.1), (10 * j + 2, -2.5), (10 * j + 3, -4.0)][: 3 if r is rows[0] else 2]
+            for j in range(n)
+        ]
+    encoded = [encode_example(tok, r, topk=2) for r in rows]
+    batch = KDCollator(tok.pad_token_id)(encoded)
     c = batch["completion_ids"].shape[1]
     assert batch["topk_ids"].shape == (2, c, 2) and "teacher_input_ids" not in batch
+    for i, r in enumerate(rows):
+        n = len(r.teacher_topk)
+        # token j of row i holds that row's j-th stored entries, cut to k = 2, best first
+        assert batch["topk_ids"][i, :n].tolist() == [[t for t, _ in s[:2]] for s in r.teacher_topk]
+        assert batch["topk_logp"][i, :n, 1].tolist() == pytest.approx([-2.5] * n)
+        assert batch["completion_mask"][i, n:].sum() == 0  # the rest is padding, masked
     short = rows[0].model_copy(update={"teacher_topk": rows[0].teacher_topk[:-1]})
-    with pytest.raises(SkeditError, match="teacher top-k for .* tokens"):
-        encode_example(tok, short, topk=True)
+    with pytest.raises(SkeditError, match="stores the teacher's top-k"):
+        encode_example(tok, short, topk=2)
+    with pytest.raises(SkeditError, match="x 3"):  # the second row stored only 2 a token
+        encode_example(tok, rows[1], topk=3)
+
+
+def test_stored_topk_past_the_students_vocabulary_is_an_error():
+    from skedit.sft.train import check_topk_ids
+
+    row = TransferExample(prompt="a", completion=" b", teacher_prompt="a", kind="edit")
+    row.teacher_topk = [[(5, -0.1), (70000, -3.0)]]
+    check_topk_ids([row], 80000)
+    with pytest.raises(SkeditError, match="token 70000, past the student's 32000"):
+        check_topk_ids([row], 32000)
 
 
 def test_topk_distillation_learns_the_stored_answers_without_a_teacher(tiny_lm_dir):

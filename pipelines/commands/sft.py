@@ -45,7 +45,7 @@ def register(subparsers) -> None:
         type=int,
         metavar="K",
         help="kd from the teacher's top-K tokens stored in transfer.jsonl: no teacher runs "
-        "during training (training.kd_teacher: topk, training.topk: K)",
+        "during training (training.kd_teacher: topk, training.topk: K); 0: the live teacher",
     )
     p.add_argument("--recipe", metavar="YAML", help="a recipe whose `training:` section applies")
     p.add_argument(
@@ -143,7 +143,9 @@ def resolve_config(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path)
         training["layers"] = args.layers
     if args.modules:
         training["modules"] = args.modules
-    if getattr(args, "kd_topk", None):
+    if getattr(args, "kd_topk", None) == 0:  # back to the live teacher (recipes may set topk)
+        training.update(kd_teacher="live", topk=0)
+    elif getattr(args, "kd_topk", None):
         if training.get("method", "kd") != "kd":
             raise SkeditError(
                 "--kd-topk distils from the teacher's top-k, which --method sft does not use",
@@ -258,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args, cfg, run_dir)
     model_path = str(cfg["model"])
     teacher_path = str(args.teacher or cfg.get("teacher") or model_path)
+    from skedit.sft.train import carried_rows, check_replay_topk
+
+    check_replay_topk(model_path, config, carried_rows(model_path))  # before the teacher runs
     ok = approved(prompts)
     if not ok:
         raise SkeditError(

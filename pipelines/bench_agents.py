@@ -109,23 +109,23 @@ def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
         "facts_per_100_tokens": density(approved),
         "facts_per_100_tokens_all_prompts": density(prompts),
         "prompt_tokens": sum(p.tokens for p in prompts),
+        # the facts alone, without the teacher's frame: what a longer prompt cannot share
+        "text_tokens": sum(
+            len(tok(p.text, add_special_tokens=False)["input_ids"]) for p in prompts
+        ),
     }
 
 
-def density_ceiling(
-    one_fact_tokens: int, n_facts: int, dense_tokens: int, dense_prompts: int, frame_tokens: int
-) -> float | None:
+def density_ceiling(one_fact_tokens: int, dense_text_tokens: int) -> float | None:
     """The density ratio the dense notation tends to as facts per prompt grow without bound.
 
     Every prompt pays the teacher's context frame (``Context:`` and the newline) once; the rest
     is the facts. One fact per prompt costs ``frame + f1`` tokens a fact, a dense prompt of ``m``
     facts ``f + frame / m``, so no number of facts per prompt passes ``(frame + f1) / f``: with
-    ``f1 == f`` (the same notation), ``1 + frame / f``. Token counts are totals over all prompts.
+    ``f1 == f`` (the same notation), ``1 + frame / f``. Arguments are totals over the same
+    facts: every one-fact prompt as the teacher reads it, and the dense prompts' text alone.
     """
-    fact_tokens = dense_tokens - frame_tokens * dense_prompts
-    if not n_facts or fact_tokens <= 0:
-        return None
-    return round(one_fact_tokens / fact_tokens, 2)  # per fact: (frame + f1) / f, same facts
+    return round(one_fact_tokens / dense_text_tokens, 2) if dense_text_tokens > 0 else None
 
 
 def _pick_edits(path: Path, n: int) -> list[Edit]:
@@ -154,12 +154,9 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
     every = d["facts_per_100_tokens_all_prompts"]
     results["density_ratio_all_prompts"] = round(every / single, 2) if every and single else None
     # what no prompt length can pass in this notation: the frame is the only thing shared
-    results["frame_tokens"] = frame = len(
-        tok(context_prefix(""), add_special_tokens=False)["input_ids"]
-    )
-    results["density_ratio_ceiling"] = density_ceiling(
-        s["prompt_tokens"], len(edits), d["prompt_tokens"], d["prompts"], frame
-    )
+    frames = d["prompt_tokens"] - d["text_tokens"]
+    results["frame_tokens"] = round(frames / d["prompts"], 2) if d["prompts"] else None
+    results["density_ratio_ceiling"] = density_ceiling(s["prompt_tokens"], d["text_tokens"])
     # for reference: one fact per prompt written as a plain sentence (no run needed)
     n_tok = sum(
         len(

@@ -68,9 +68,9 @@ def test_benchmark_writes_its_json_with_both_runs(tiny_world, tmp_path, capsys):
 
 
 def test_density_ceiling_is_the_frame_shared_by_every_fact():
-    # world counts: a compact fact is 4 tokens, the frame ("Context", ":", newline) 3, so one
-    # fact per prompt costs 7 and 100 facts in 7 dense prompts 7 * 3 + 100 * 4
-    assert density_ceiling(700, 100, 7 * 3 + 400, 7, 3) == 1.75
+    # world counts: a compact fact is 4 tokens, the frame ("Context", ":", newline) 3, so 100
+    # facts cost 100 * 7 one per prompt, and their dense prompts' text 100 * 4
+    assert density_ceiling(700, 400) == 1.75
     # a notation of 2 tokens a fact, the same for single facts: 1 + 3 / 2
-    assert density_ceiling(500, 100, 3 + 200, 1, 3) == 2.5
-    assert density_ceiling(0, 0, 0, 0, 3) is None
+    assert density_ceiling(500, 200) == 2.5
+    assert density_ceiling(0, 0) is None

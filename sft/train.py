@@ -78,6 +78,16 @@ def check_replay_topk(
         )
 
 
+def _other_vocabulary() -> None:
+    from skedit.prompts.errors import SkeditError
+
+    raise SkeditError(
+        "the KD teacher has another vocabulary than the student",
+        field="--teacher",
+        hint="kd needs the same tokenizer; use --method sft instead",
+    )
+
+
 def check_topk_ids(examples: Sequence[TransferExample], vocab_size: int) -> None:
     """Stored top-k ids must be the student's tokens (a teacher with another vocabulary)."""
     top = max((t for ex in examples for s in ex.teacher_topk or [] for t, _ in s), default=-1)
@@ -269,25 +279,21 @@ def train_student(
     examples = with_replay(batch_rows, earlier, config.replay, config.seed)
     model, tokenizer = load_model(model_path)
     teacher = None
-    stored = config.kd_teacher == "topk"  # the teacher's top-k are in the rows already
-    if (
-        config.method == "kd"
-        and not stored
-        and teacher_path
-        and str(teacher_path) != str(model_path)
-    ):
+    other = config.method == "kd" and teacher_path and str(teacher_path) != str(model_path)
+    if other and config.kd_teacher == "topk":
+        # the rows hold the teacher's token ids: only its tokenizer is needed, not its weights
+        from transformers import AutoTokenizer
+
+        same = AutoTokenizer.from_pretrained(str(teacher_path)).get_vocab() == tokenizer.get_vocab()
+        if not same:
+            _other_vocabulary()
+    elif other:
         teacher, _ = load_model(teacher_path)
         if (
             teacher.get_output_embeddings().weight.shape[0]
             != model.get_output_embeddings().weight.shape[0]
         ):
-            from skedit.prompts.errors import SkeditError
-
-            raise SkeditError(
-                "the KD teacher has another vocabulary than the student",
-                field="--teacher",
-                hint="kd needs the same tokenizer; use --method sft instead",
-            )
+            _other_vocabulary()
     trainer, model = build_trainer(
         model,
         tokenizer,

@@ -164,3 +164,36 @@ def test_bad_scope_options_are_user_errors():
         TrainConfig(scope="layers")
     with pytest.raises(SkeditError, match="unknown training option"):
         TrainConfig.from_dict({"lr": 1})
+
+
+def test_stored_topk_from_a_teacher_with_another_tokenizer_is_refused(tiny_lm_dir, tmp_path):
+    """The stored top-k are the teacher's token ids: a teacher whose tokenizer numbers words
+    differently (same size) would teach the wrong tokens, so training refuses it."""
+    import json
+    import shutil
+
+    from skedit.prompts.errors import SkeditError
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_lm_dir, teacher)
+    spec = json.loads((teacher / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    vocab["rome"], vocab["london"] = vocab["london"], vocab["rome"]
+    (teacher / "tokenizer.json").write_text(json.dumps(spec))
+    cfg = _cfg(method="kd", kd_teacher="topk", topk=1)
+    with pytest.raises(SkeditError, match="another vocabulary"):
+        train_student(tiny_lm_dir, EXAMPLES, cfg, tmp_path / "model", teacher_path=teacher)
+    # the same tokenizer passes that check (and trains)
+    from skedit.sft.kd import encode_example
+    from skedit.sft.modelops import load_model
+
+    tok = load_model(tiny_lm_dir, device="cpu")[1]
+    ok = [
+        r.model_copy(
+            update={"teacher_topk": [[(5, -0.1)]] * len(encode_example(tok, r)["completion_ids"])}
+        )
+        for r in EXAMPLES
+    ]
+    shutil.copytree(tiny_lm_dir, tmp_path / "same")
+    res = train_student(tiny_lm_dir, ok, cfg, tmp_path / "model", teacher_path=tmp_path / "same")
+    assert res.model_dir is not None

@@ -139,6 +139,11 @@ class TrainConfig:
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")
 
+    @property
+    def stored_topk(self) -> bool:
+        """KD from the teacher's top-k stored in the transfer set: no teacher in training."""
+        return self.method == "kd" and self.kd_teacher == "topk"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, *, source: str | None = None) -> TrainConfig:
         """Build from a ``training:`` mapping; unknown keys are an error that names them."""

@@ -57,7 +57,7 @@ def check_replay_topk(
     model_path: str | os.PathLike, config: TrainConfig, earlier: Sequence[TransferExample]
 ) -> None:
     """Distilling from stored top-k needs them on the earlier batches' replayed rows too."""
-    if not (config.method == "kd" and config.kd_teacher == "topk" and config.replay > 0):
+    if not (config.stored_topk and config.replay > 0):
         return
     lacking = [
         r
@@ -170,7 +170,7 @@ def build_trainer(
 ):
     """Scope the model, make the KD teacher if needed, and return ``(trainer, model)``."""
     unpatch(model)
-    stored = config.method == "kd" and config.kd_teacher == "topk"
+    stored = config.stored_topk
     if stored:
         teacher = None  # the transfer set carries the teacher's top-k: no teacher in memory
         check_topk_ids(examples, model.get_output_embeddings().weight.shape[0])
@@ -280,7 +280,7 @@ def train_student(
     model, tokenizer = load_model(model_path)
     teacher = None
     other = config.method == "kd" and teacher_path and str(teacher_path) != str(model_path)
-    if other and config.kd_teacher == "topk":
+    if other and config.stored_topk:
         # the rows hold the teacher's token ids: only its tokenizer is needed, not its weights
         from transformers import AutoTokenizer
 

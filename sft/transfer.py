@@ -155,7 +155,7 @@ def add_teacher_topk(
             seqs.append(encode_input(tokenizer, r.prompt, teacher_prefix(r) or None) + tgt)
             lens.append(len(tgt))
         ids, mask, pos = _left_pad(seqs, pad_id, model.device)
-        keep = max(lens) + 1  # logits of the completion positions only, not the whole vocab
+        keep = max(lens) + 1  # logits at the completion positions only, not the whole sequence
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep)
         logp = torch.log_softmax(logits.logits.float(), -1)
         for i, r in enumerate(chunk):

@@ -217,7 +217,7 @@ def _teacher_in_training(config: TrainConfig) -> str:
     """What the KD loss reads during training, and what that costs in memory."""
     if config.method != "kd":
         return "none (sft trains on the teacher's answers)"
-    if config.kd_teacher == "topk":
+    if config.stored_topk:
         return f"none (the teacher's top-{config.topk} stored in transfer.jsonl)"
     if config.scope == "lora":
         return "live: the base weights with the adapters off (or --teacher), a forward pass a step"

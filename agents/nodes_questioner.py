@@ -17,7 +17,8 @@ from langgraph.runtime import Runtime
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import BatchState, dump, edits_of
-from skedit.prompts.answers import first_answer
+from skedit.prompts.answers import first_answer, matches, normalise
+from skedit.prompts.render import context_prefix, fact_statement
 from skedit.prompts.schema import Edit, Probe
 
 
@@ -89,6 +90,8 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
     templates = relation_templates(edits)
     hops = portability_templates(edits) if config.generated_portability > 0 else {}
     edited = {(e.subject.lower(), e.relation) for e in edits if e.relation}
+    asked = edited_questions(edits)
+    known = {e.subject.lower() for e in edits if e.kind != "insert"}  # the model knows them
     out: dict[str, Edit] = {}
     for i, e in enumerate(edits):
         update: dict = {}
@@ -100,24 +103,54 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
             ]
         if not e.locality:
             loc: list[Probe] = []
-            # same subject, a relation it is not edited on: must keep its old answer
-            for rel, ts in templates.items():
+            # same subject, a relation it is not edited on: must keep its old answer (not for a
+            # subject the batch inserts: the model's answers about it are guesses, not knowledge)
+            for rel, ts in templates.items() if e.subject.lower() in known else []:
                 if len(loc) >= config.same_subject_locality:
                     break
                 if rel != e.relation and (e.subject.lower(), rel) not in edited:
                     prompt = ts[0].replace("{}", e.subject)
                     loc.append(_locality(prompt, e.id, "same_subject"))
-            # other subjects: the batch's other edit prompts, taken cyclically from this one on
-            others = [
-                o for o in edits[i + 1 :] + edits[:i] if o.subject.lower() != e.subject.lower()
-            ]
-            for o in others[: config.other_subject_locality]:
-                loc.append(_locality(o.prompt, e.id, "other_subject"))
+            others = [o for o in edits[i + 1 :] + edits[:i] if o.subject.lower() in known]
+            loc += _other_subject_locality(e, others, edited, asked, config)
             update["locality"] = loc
         more = _more_portability(e, hops, config.generated_portability) if e.relation else []
         if more:
             update["portability"] = [*e.portability, *more]
         out[e.id] = e.model_copy(update=update) if update else e
+    return out
+
+
+def edited_questions(edits: list[Edit]) -> set[str]:
+    """Every question the batch edits (prompts and rephrases), normalised."""
+    return {normalise(q) for e in edits for q in [e.prompt, *e.rephrases]}
+
+
+def _other_subject_locality(
+    e: Edit, others: list[Edit], edited: set[tuple[str, str]], asked: set[str], config
+) -> list[Probe]:
+    """``e``'s own question asked about the batch's other subjects (CounterFact's neighbourhood
+    prompts: same relation, another subject), whose answers must not change.
+
+    Never a question the batch edits: a subject edited on ``e``'s relation is skipped. Without
+    relation labels a question's relation is unknown ("The birthplace of X is" and "Where was
+    X born?" ask the same), so the questioner also asks the teacher (see
+    :func:`asks_edited_fact`).
+    """
+    own = template_of(e.prompt, e.subject)
+    out: list[Probe] = []
+    seen = {e.subject.lower()}
+    for o in others:
+        if own is None or len(out) >= config.other_subject_locality:
+            break
+        s = o.subject.lower()
+        if s in seen:
+            continue
+        seen.add(s)
+        prompt = own.replace("{}", o.subject)
+        if (e.relation and (s, e.relation) in edited) or normalise(prompt) in asked:
+            continue
+        out.append(_locality(prompt, e.id, "other_subject"))
     return out
 
 
@@ -162,8 +195,84 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
             for p in q.portability
         ]
         filled[eid] = e.model_copy(update={"rephrases": q.rephrases, "portability": port})
+    given = {e.id: bool(e.locality) for e in edits}
     edits = [filled[e.id] for e in edits]
     probes = [p for e in edits for p in e.probes()]
-    probes = record_expected(probes, ctx)
-    get_stream_writer()({"event": "questioner", "probes": len(probes)})
+    notes: list[str] = []
+    # a locality probe that is another edit's question would be trained and scored twice, with
+    # the old answer and with the new one
+    asked = edited_questions(edits)
+    clash = {p.id for p in probes if p.kind == "locality" and normalise(p.prompt) in asked}
+    if clash:
+        notes.append(
+            f"{len(clash)} locality probe(s) ask a question another edit of the batch changes; "
+            "left out (they cannot keep their old answer)"
+        )
+    probes = record_expected([p for p in probes if p.id not in clash], ctx)
+    relation = {e.id: e.relation for e in edits}
+    unlabelled = [
+        p
+        for p in probes
+        if p.kind == "locality" and not given[p.edit_id] and not relation[p.edit_id]
+    ]
+    changed = asks_edited_fact(unlabelled, edits, ctx)
+    if changed:
+        notes.append(
+            f"{len(changed)} generated locality probe(s) ask a fact the batch edits (the teacher "
+            "reading that subject's new facts gives its new target); left out. A `relation` "
+            "column avoids generating them"
+        )
+    drop = clash | changed
+    probes = [p for p in probes if p.id not in drop]
+    edits = [
+        e.model_copy(update={"locality": [p for p in e.locality if p.id not in drop]})
+        if any(p.id in drop for p in e.locality)
+        else e
+        for e in edits
+    ]
+    bare = sum(1 for e in edits if not e.locality)
+    if bare:
+        notes.append(
+            f"{bare} of {len(edits)} edit(s) have no unrelated probe (their locality is not "
+            "measured, and the student gets no anchors from them): probes are generated only "
+            "about subjects the model knows (an edit without target_old is an insert) and "
+            "questions the batch does not edit; give target_old or kind, a relation column, or "
+            "locality probes in JSONL"
+        )
+    get_stream_writer()({"event": "questioner", "probes": len(probes), "notes": notes})
     return {"edits": [dump(e) for e in edits], "probes": [dump(p) for p in probes]}
+
+
+def asks_edited_fact(probes: list[Probe], edits: list[Edit], ctx: AgentsContext) -> set[str]:
+    """Ids of locality ``probes`` that ask a fact the batch edits, found with the teacher: read
+    the new facts of a subject the probe names, it changes its pre-edit answer to one of that
+    subject's new targets. For probes generated without relation labels, whose relation is
+    unknown; ``expected`` must be recorded already."""
+    from skedit.sft.modelops import generate
+
+    by_subject: dict[str, list[Edit]] = {}
+    for e in edits:
+        by_subject.setdefault(e.subject.lower(), []).append(e)
+    items: list[tuple[Probe, str, list[str]]] = []  # (probe, context, new targets)
+    for p in probes:
+        for s, es in by_subject.items():
+            if re.search(rf"(?<!\w){re.escape(s)}(?!\w)", p.prompt, flags=re.IGNORECASE):
+                text = " ".join(fact_statement(x.prompt, x.target_new) for x in es)
+                items.append((p, context_prefix(text), [x.target_new for x in es]))
+    if not items:
+        return set()
+    model, tok = ctx.teacher()
+    with ctx.lock:
+        gens = generate(
+            model,
+            tok,
+            [p.prompt for p, _, _ in items],
+            prefixes=[c for _, c, _ in items],
+            max_new_tokens=ctx.config.probe_max_new_tokens,
+            batch_size=ctx.config.batch_size,
+        )
+    return {
+        p.id
+        for (p, _, targets), g in zip(items, gens, strict=True)
+        if matches(g, targets) and not (p.expected and matches(g, [p.expected]))
+    }

@@ -147,12 +147,11 @@ def _drive(
                 bar.reset(total=chunk["shards"])
                 bar.set_description(f"agents: {chunk['edits']} edits")
                 _log(run_dir, f"analyst edits={chunk['edits']} shards={chunk['shards']}")
-                for note in chunk.get("notes", []):
-                    tqdm.write(f"skedit: note: {note}", file=sys.stderr)
-                    _log(run_dir, f"note {note}")
+                _notes(run_dir, chunk.get("notes", []))
             elif event == "questioner":
                 bar.set_description(f"agents: {chunk['probes']} probes")
                 _log(run_dir, f"questioner probes={chunk['probes']}")
+                _notes(run_dir, chunk.get("notes", []))
             elif event == "critic":
                 bar.set_postfix(round=chunk["round"], passed=passed, failed=failed)
             elif event == "shard":
@@ -168,6 +167,13 @@ def _drive(
                 )
     finally:
         bar.close()
+
+
+def _notes(run_dir: Path, notes: list[str]) -> None:
+    """Notes of the analyst and the questioner: printed above the bar and kept in the log."""
+    for note in notes:
+        tqdm.write(f"skedit: note: {note}", file=sys.stderr)
+        _log(run_dir, f"note {note}")
 
 
 def write_outputs(run_dir: Path, values: dict[str, Any]) -> None:

@@ -155,3 +155,30 @@ def test_conflicting_batch_stops_before_any_work_and_can_be_replaced(tmp_path, t
     # a batch that got further is protected
     with pytest.raises(SkeditError, match="another batch"):
         run_agents([b], tmp_path, model_path=tiny_lm_dir, config=cfg, progress=False)
+
+
+def test_no_locality_probe_asks_a_question_the_batch_edits(tiny_lm_dir):
+    # bob's data says "alice was born in" must keep its old answer, but the batch edits it:
+    # trained and scored both ways, it would teach the student to undo alice's edit
+    edits = _edits()
+    edits[2] = Edit(
+        subject="bob",
+        prompt="where was bob born ?",
+        target_new="paris",
+        relation="born",
+        locality=[Probe(prompt="alice was born in", answers=["london"], kind="locality")],
+    )
+    cfg = AgentsConfig(max_facts=2, max_rounds=1, min_edit_accuracy=0.0, min_locality=0.0)
+    _, snap = _run(tiny_lm_dir, edits, cfg)
+    kept = [Edit.model_validate(e) for e in snap.values["edits"]]
+    asked = {q for e in kept for q in [e.prompt, *e.rephrases]}
+    loc = [Probe.model_validate(p) for p in snap.values["probes"]]
+    loc = [p for p in loc if p.kind == "locality"]
+    assert loc and not [p.prompt for p in loc if p.prompt in asked]
+    assert not next(e for e in kept if e.subject == "bob").locality
+    # the generated ones ask each edit's own question about the next people it does not touch
+    carol = next(e for e in kept if e.subject == "carol")
+    assert {p.prompt for p in carol.locality if p.subkind == "other_subject"} == {
+        "dave lives in",
+        "alice lives in",
+    }

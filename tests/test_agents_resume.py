@@ -49,15 +49,14 @@ def _shard_lines(log: Path) -> list[tuple[str, str]]:
 
 
 def _edits() -> list[Edit]:
+    # eight people, one relation each: every edit has unrelated questions to keep (the other
+    # relation of its subject, its relation for the people it does not touch)
+    people = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+    cities = ["rome", "paris", "london", "berlin", "madrid", "vienna", "oslo", "lisbon"]
     return [
         Edit(subject=s, prompt=f"{s} {verb} in", target_new=city, relation=verb)
-        for s, city in [
-            ("alice", "rome"),
-            ("bob", "paris"),
-            ("carol", "london"),
-            ("dave", "berlin"),
-        ]
-        for verb in ("lives", "works")
+        for i, (s, city) in enumerate(zip(people, cities, strict=True))
+        for verb in [("lives", "works")[i % 2]]
     ]
 
 

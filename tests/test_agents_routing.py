@@ -155,8 +155,34 @@ def test_questioner_rules_fill_rephrases_and_locality_from_relation_templates():
     zorb = out[edits[0].id]
     assert zorb.rephrases == ["The birthplace of Zorb is"]
     loc = {(p.subkind, p.prompt) for p in zorb.locality}
-    # Zorb is not edited on employer: its old employer must stay; Mira's prompt is another subject
+    # Zorb is not edited on employer: its old employer must stay
     assert ("same_subject", "Zorb works for") in loc
-    assert ("other_subject", "The birthplace of Mira is") in loc
     # Mira is edited on both relations: no same-subject locality probe may ask an edited relation
     assert all(p.subkind != "same_subject" for p in out[edits[1].id].locality)
+    # and no probe about another subject may ask what the batch edits (Mira's birthplace is
+    # edited: "Mira was born in" would have to keep its old answer and give Rome at once)
+    asked = {e.prompt.lower() for e in edits}
+    for e in out.values():
+        for p in e.locality:
+            assert p.prompt.lower() not in asked
+            assert (p.subkind, p.prompt) != ("other_subject", "Mira was born in")
+    # Mira's employer question asked about Zorb, who keeps his employer: a neighbourhood probe
+    assert ("other_subject", "Zorb works for") in {
+        (p.subkind, p.prompt) for p in out[edits[2].id].locality
+    }
+
+
+def test_unlabelled_neighbourhood_probes_never_repeat_an_edit_prompt():
+    # a CSV without relations: each edit's own question asked about the other subjects
+    edits = [
+        Edit(subject="Toshos", prompt="The birthplace of Toshos is", target_new="Pitrestur"),
+        Edit(subject="Nivalek", prompt="The birthplace of Nivalek is", target_new="Tatrakre"),
+        Edit(subject="Grabax", prompt="Grabax works as a", target_new="potter"),
+    ]
+    out = generated_probes(edits, AgentsConfig(other_subject_locality=2))
+    toshos = [p.prompt for p in out[edits[0].id].locality]
+    assert toshos == ["The birthplace of Grabax is"]  # Nivalek's is an edit prompt
+    assert [p.prompt for p in out[edits[2].id].locality] == [
+        "Toshos works as a",
+        "Nivalek works as a",
+    ]

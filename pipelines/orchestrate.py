@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skedit.pipelines.config import RunConfig, dump_config, load_config
+from skedit.pipelines.config import RunConfig, dump_config, load_config, parse_config
 from skedit.pipelines.rundir import STAGES, RunDir, hash_inputs
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_text
@@ -83,8 +83,13 @@ def prepare_run(
     edits_path: str | os.PathLike | None,
     config: RunConfig | None,
     resume: bool,
+    resolve: Callable[[RunConfig], str] = resolve_model,
 ) -> RunConfig:
-    """Write (new run) or read (resume) the resolved ``config.yaml`` and the input edits."""
+    """Write (new run) or read (resume) the resolved ``config.yaml`` and the input edits.
+
+    ``model: null`` is resolved (``resolve``, the synthetic world by default) before the saved
+    config is compared: the agents stage records the path it used, and the same command run
+    again must find the same model and resume."""
     if resume:
         if not run.config.exists():
             raise SkeditError(
@@ -95,7 +100,12 @@ def prepare_run(
         return load_config(run.config)
     if edits_path is None:
         raise SkeditError("no edits file given", hint="skedit run EDITS --run DIR")
-    config = config or RunConfig()
+    config = config or parse_config({})
+    src = Path(edits_path)
+    if not src.is_file():
+        raise SkeditError("edits file not found", file=str(src))
+    if not config.model:
+        config.model = resolve(config)
     if run.config.exists() and run.config.read_text(encoding="utf-8") != dump_config(config):
         existing = load_config(run.config)
         if (
@@ -105,9 +115,6 @@ def prepare_run(
         ):
             run.invalidate_from("agents")
     atomic_write_text(run.config, dump_config(config))
-    src = Path(edits_path)
-    if not src.is_file():
-        raise SkeditError("edits file not found", file=str(src))
     input_copy = run.path / "input" / src.name
     if not input_copy.exists() or input_copy.read_bytes() != src.read_bytes():
         input_copy.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +161,13 @@ def run_pipeline(
         force = set(STAGES)
     run = RunDir(run_dir)
     with run:
-        config = prepare_run(run, edits_path=edits_path, config=config, resume=resume)
+        config = prepare_run(
+            run,
+            edits_path=edits_path,
+            config=config,
+            resume=resume,
+            resolve=lambda c: resolve_model(c, progress=progress),
+        )
         # a resumed run keeps the choices it was started with (--auto-approve)
         options = run.options()
         auto_approve = auto_approve or (resume and bool(options.get("auto_approve")))

@@ -179,3 +179,33 @@ def test_undecodable_edits_file_is_a_clear_error_and_keeps_the_run_resumable(tmp
     assert "not UTF-8" in res.stderr and "line 1" in res.stderr and "Traceback" not in res.stderr
     assert not _stages(run)["agents"].get("done")
     assert not (run / ".skedit.lock").exists()
+
+
+def test_the_same_command_again_resumes_on_the_default_model(tmp_path, tiny_world):
+    """`skedit run EDITS --run DIR` without --model, run twice: the agents stage has saved the
+    model it used in config.yaml, and the second run must see the same model, not a new one."""
+    from skedit.pipelines.orchestrate import prepare_run
+    from skedit.pipelines.rundir import RunDir
+
+    edits = _edits(tmp_path, tiny_world, n=2)
+    world = str(tiny_world.model_dir)
+    run = RunDir(tmp_path / "run")
+    with run:
+        first = prepare_run(
+            run, edits_path=edits, config=None, resume=False, resolve=lambda c: world
+        )
+        assert first.model == world
+        run.mark("agents", done=True, input_hash="h")
+        again = prepare_run(
+            run, edits_path=edits, config=None, resume=False, resolve=lambda c: world
+        )
+        assert again.model == world and run.is_done("agents", "h")
+        # another default model (a rebuilt world) is another model: the agents start over
+        prepare_run(
+            run,
+            edits_path=edits,
+            config=None,
+            resume=False,
+            resolve=lambda c: str(tmp_path / "other-world"),
+        )
+        assert not run.is_done("agents", "h")

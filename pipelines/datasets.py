@@ -254,7 +254,8 @@ def _invalid_records(path: Path, invalid: list[Problem]) -> InvalidRecords:
         file=str(path),
         record=first.record if first.line != first.record else None,
         field=first.field,
-        hint="fix the record, or pass --skip-invalid to load the others",
+        hint=f"fix the record, or write the valid ones out with: skedit data convert {path} "
+        "OUT.jsonl --skip-invalid",
         problems=invalid,
         line=first.line,
     )

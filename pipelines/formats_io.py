@@ -115,6 +115,21 @@ def _bad_utf8(path: Path, offset: int, line: int, exc: UnicodeDecodeError) -> Sk
     )
 
 
+def _first_bad_utf8(path: Path) -> SkeditError:
+    """The error for the file's first byte that is not UTF-8, with its line and offset (a line
+    is decoded on its own: a newline never falls inside a multi-byte character)."""
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                skipped = 3 if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+                return _bad_utf8(path, offset + exc.start + skipped, lineno, exc)
+            offset += len(raw)
+    return SkeditError("not UTF-8 text", file=str(path))
+
+
 def _text_chunks(path: Path, progress: _Progress) -> Iterator[str]:
     """Decoded UTF-8 text in chunks; a BOM is dropped; bad bytes are a clear error."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
@@ -191,7 +206,10 @@ def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
 _TOO_DEEP = (
     "{where} is nested too deeply to be a dataset record (lists or objects inside each other)"
 )
-_CUT_HINT = "re-download the file, or pass --skip-invalid to load the complete records"
+_CUT_HINT = (
+    "re-download the file, or write the complete records out with: skedit data convert FILE "
+    "OUT.jsonl --skip-invalid"
+)
 
 
 class _JsonStream:
@@ -419,13 +437,9 @@ def iter_csv(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                     row = next(reader)
                 except StopIteration:
                     return
-                except UnicodeDecodeError as exc:
-                    byte = exc.object[exc.start : exc.start + 1].hex()
-                    raise SkeditError(
-                        f"not UTF-8 text: byte 0x{byte} near line {reader.line_num + 1}",
-                        file=str(path),
-                        hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-                    ) from None
+                except UnicodeDecodeError:
+                    # the wrapper decodes ahead in chunks: find the byte's line in the file
+                    raise _first_bad_utf8(path) from None
                 except csv.Error as exc:
                     raise SkeditError(
                         f"unreadable CSV at line {reader.line_num}: {exc}", file=str(path)

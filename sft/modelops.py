@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -25,7 +26,7 @@ def load_model(
     """Load ``(model, tokenizer)`` from a local folder or hub id, ready for batched inference."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = str(path)
+    path = check_model_path(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     prepare_tokenizer(tokenizer)
     if isinstance(dtype, str):
@@ -38,6 +39,33 @@ def load_model(
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def check_model_path(path: str | os.PathLike) -> str:
+    """``path`` if it can name a model: a folder with ``config.json``, or a hub id
+    (``name`` or ``org/name``) that is not an existing file or folder. Else a clear error,
+    before any work (transformers would answer with a traceback about repo ids)."""
+    import re
+
+    from skedit.prompts.errors import SkeditError
+
+    path = str(path)
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise SkeditError(
+                "not a model folder (no config.json)",
+                file=path,
+                hint="give the folder a transformers model was saved to (save_pretrained)",
+            )
+        return str(local)
+    if local.exists() or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path):
+        raise SkeditError(
+            "model folder not found",
+            file=path,
+            hint="give a local folder with config.json, or a hub id such as org/name",
+        )
+    return path
 
 
 def prepare_tokenizer(tokenizer) -> None:

@@ -166,17 +166,19 @@ def test_bad_config_key_is_named_before_any_work(tmp_path, tiny_world):
     assert not (tmp_path / "r").exists()
 
 
-def test_undecodable_edits_file_is_a_clear_error_and_keeps_the_run_resumable(tmp_path):
+def test_undecodable_edits_file_is_a_clear_error_and_keeps_the_run_resumable(tmp_path, tiny_lm_dir):
     bad = tmp_path / "facts.csv"
     bad.write_bytes(b"subject,prompt,target_new\nA\xff,A\xff lives in,B\n")
     run = tmp_path / "run"
     res = subprocess.run(
-        [*SKEDIT, "run", str(bad), "--run", str(run), "--model", str(tmp_path / "no-model")],
+        [*SKEDIT, "run", str(bad), "--run", str(run), "--model", str(tiny_lm_dir)],
         capture_output=True,
         text=True,
     )
     assert res.returncode == 2
-    assert "not UTF-8" in res.stderr and "line 1" in res.stderr and "Traceback" not in res.stderr
+    # the bad byte is on line 2 (the header is line 1), 27 bytes in
+    assert "not UTF-8" in res.stderr and "offset 27 (line 2)" in res.stderr
+    assert "Traceback" not in res.stderr
     assert not _stages(run)["agents"].get("done")
     assert not (run / ".skedit.lock").exists()
 
@@ -209,3 +211,18 @@ def test_the_same_command_again_resumes_on_the_default_model(tmp_path, tiny_worl
             resolve=lambda c: str(tmp_path / "other-world"),
         )
         assert not run.is_done("agents", "h")
+
+
+@pytest.mark.parametrize("model", ["PATH/TO/MODEL", "no-such-folder/", "{here}"])
+def test_a_wrong_model_path_is_a_clear_error_before_any_work(tmp_path, tiny_world, model):
+    edits = _edits(tmp_path, tiny_world, n=2)
+    model = model.format(here=tmp_path)  # a folder, but without config.json
+    for cmd in (["run", str(edits), "--run"], ["agents", "run", str(edits), "--run"]):
+        res = subprocess.run(
+            [*SKEDIT, *cmd, str(tmp_path / "r"), "--model", model],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert model in res.stderr and ("not found" in res.stderr or "config.json" in res.stderr)
+        assert not (tmp_path / "r").exists()

@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
             overrides["checkpointer"] = saved["checkpointer"]
     config = AgentsConfig(**overrides)
     edits = load_batch(args.edits)
-    model = args.model or default_model()
+    from skedit.sft.modelops import check_model_path
+
+    model = check_model_path(args.model) if args.model else default_model()
     status = run_agents(
         edits,
         args.run_dir,

@@ -54,7 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     if not args.resume:
         config = load_config(args.config) if args.config else parse_config({})
         if args.model:
-            config.model = args.model
+            from skedit.sft.modelops import check_model_path
+
+            config.model = check_model_path(args.model)
     # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         outcome = run_pipeline(

@@ -59,10 +59,9 @@ def _trace(args: argparse.Namespace) -> int:
     import torch
 
     from skedit.pipelines import tracing
-    from skedit.sft.modelops import load_model
+    from skedit.sft.modelops import check_model_path, load_model
 
-    if not Path(args.model).exists() and "/" not in args.model:
-        raise SkeditError("model folder not found", file=args.model)
+    check_model_path(args.model)
     edits = read_edits(args.edits)[: max(1, args.limit)]
     if not edits:
         raise SkeditError("no edits to trace", file=args.edits)

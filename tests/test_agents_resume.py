@@ -124,8 +124,17 @@ def test_review_round_trip_from_other_processes(tmp_path, tiny_lm_dir, capsys):
     env = {**_env(), "EDITOR": "sed -i 1s/$/_and_more/", "VISUAL": ""}
     ed = _skedit("review", str(run), "edit", ids[2], env=env)
     assert ed.returncode == 0, ed.stderr
+    assert main(["review", str(run), "--json"]) == 0
+    waiting = json.loads(capsys.readouterr().out)["prompts"]
+    failed = [r["id"] for r in waiting if r["verdict"] == "failed" and r["status"] != "rejected"]
     last = _skedit("review", str(run), "approve", "--all")
     assert last.returncode == 0 and "Review complete" in last.stdout
+    # an agents-only directory goes on with `skedit sft`
+    assert f"Next: skedit sft {run}" in last.stdout
+    # approving what the critic failed is allowed, and said
+    if failed:
+        assert f"approving {len(failed)} prompt(s) that failed the critic" in last.stderr
+        assert all(i in last.stderr for i in failed)
 
     final = {p.id: p for p in read_jsonl(run / "prompts" / "prompts.jsonl", DensePrompt)}
     assert final[ids[1]].status == "rejected" and final[ids[1]].reviewer_note == "wrong city"

@@ -137,9 +137,13 @@ def test_readme_walkthrough_own_facts_stops_at_review_and_resumes(tmp_path, tiny
     ).stdout
     assert "skedit review" in again and not (run / "transfer.jsonl").exists()
 
-    subprocess.run(
-        [*SKEDIT, "review", str(run), "approve", "--all"], check=True, capture_output=True
+    review = subprocess.run(
+        [*SKEDIT, "review", str(run), "approve", "--all"],
+        check=True,
+        capture_output=True,
+        text=True,
     )
+    assert f"Next: skedit run --resume {run}" in review.stdout  # what `skedit run` said too
     subprocess.run([*SKEDIT, "run", "--resume", str(run)], check=True, capture_output=True)
     assert (run / "metrics.json").exists() and (run / "report.html").exists()
     stages = _stages(run)

@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -137,6 +138,20 @@ def run(args: argparse.Namespace) -> int:
         if not args.ids and not args.all:
             raise SkeditError("name the prompts to approve, or pass --all")
         decision = {"approve": list(args.ids), "approve_all": bool(args.all)}
+        failed = [
+            r["id"]
+            for r in prompt_rows(run_dir)
+            if r["verdict"] == "failed"
+            and r["status"] not in ("approved", "rejected", "edited")
+            and (args.all or r["id"] in args.ids)
+        ]
+        if failed:  # the reviewer's call, but never an unnoticed one
+            print(
+                f"note: approving {len(failed)} prompt(s) that failed the critic "
+                f"({', '.join(failed)}): the teacher's answers for them go into training as they "
+                f"are; see `skedit review {run_dir} show ID`",
+                file=sys.stderr,
+            )
     elif action == "reject":
         decision = {"reject": {args.id: args.reason}}
     else:
@@ -154,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_table(run_dir)
     if status == "done":
-        print(f"\nReview complete. Next: skedit sft {run_dir}")
+        # a directory `skedit run` made goes on with its own resume; an agents-only one with sft
+        nxt = "skedit run --resume" if (run_dir / "stages.json").is_file() else "skedit sft"
+        print(f"\nReview complete. Next: {nxt} {run_dir}")
     else:
         print(f"\nStill waiting for a decision on some prompts: skedit review {run_dir} ...")
     return 0

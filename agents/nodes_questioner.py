@@ -213,7 +213,7 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
     unlabelled = [
         p
         for p in probes
-        if p.kind == "locality" and not given[p.edit_id] and not relation[p.edit_id]
+        if p.kind == "locality" and not given.get(p.edit_id, True) and not relation.get(p.edit_id)
     ]
     changed = asks_edited_fact(unlabelled, edits, ctx)
     if changed:

@@ -14,6 +14,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from skedit.agents.context import AgentsContext
+from skedit.agents.nodes_questioner import edited_questions
 from skedit.agents.state import ShardState, edits_of, probes_of
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.render import context_prefix
@@ -87,7 +88,7 @@ def scored_probes(edits: list[Edit], by_edit: dict[str, list[Probe]]) -> list[Pr
     "unrelated"), and unanswered probes (generated multi-hop questions: the teacher's answer
     is their target, there is nothing to score it against).
     """
-    asked = {normalise(q) for e in edits for q in [e.prompt, *e.rephrases]}
+    asked = edited_questions(edits)
     return [
         p
         for e in edits

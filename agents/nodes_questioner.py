@@ -127,7 +127,11 @@ def edited_questions(edits: list[Edit]) -> set[str]:
 
 
 def _other_subject_locality(
-    e: Edit, others: list[Edit], edited: set[tuple[str, str]], asked: set[str], config
+    e: Edit,
+    others: list[Edit],
+    edited: set[tuple[str, str]],
+    asked: set[str],
+    config: AgentsConfig,
 ) -> list[Probe]:
     """``e``'s own question asked about the batch's other subjects (CounterFact's neighbourhood
     prompts: same relation, another subject), whose answers must not change.

@@ -138,11 +138,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.ids and not args.all:
             raise SkeditError("name the prompts to approve, or pass --all")
         decision = {"approve": list(args.ids), "approve_all": bool(args.all)}
+        from skedit.agents.routing import PENDING
+
         failed = [
             r["id"]
             for r in prompt_rows(run_dir)
             if r["verdict"] == "failed"
-            and r["status"] not in ("approved", "rejected", "edited")
+            and r["status"] in PENDING
             and (args.all or r["id"] in args.ids)
         ]
         if failed:  # the reviewer's call, but never an unnoticed one

@@ -21,7 +21,8 @@ phrasings were never trained (all benchmark people among them) asked in those ph
 trained; ``in_context[k]`` = test edits in groups of k, their compact statements as the
 context: ``edit`` (the edit prompt), ``paraphrase`` (held-out phrasings), ``portability`` (one
 hop beyond the new fact, answer from the edited world), ``locality`` (the edit's locality
-probes answer as they do without the context).
+probes answer as they do without the context); ``in_context_tables[k]`` = the same with the
+k facts laid out as the rules writer's relation tables (``birthplace: s1 t1 s2 t2.``).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _build_into(
 ) -> None:
     from skedit.pipelines.world_bench import benchmark_edits
     from skedit.pipelines.world_corpus import build_tokenizer, heldout_lines, write_lines
-    from skedit.pipelines.world_eval import closed_book, in_context
+    from skedit.pipelines.world_eval import TABLE_K_VALUES, closed_book, in_context
     from skedit.pipelines.world_gen import generate_world
     from skedit.pipelines.world_train import TRAIN_SPECS, save_model, train_world_model
     from skedit.prompts.io import atomic_write_json, atomic_write_text, write_jsonl
@@ -192,6 +193,15 @@ def _build_into(
     t_eval = time.perf_counter()
     closed = closed_book(model, tok, world, n=n_closed, seed=seed)
     ctx = in_context(model, tok, edits["test"], n_edits=n_ctx, seed=seed)
+    tables = in_context(
+        model,
+        tok,
+        edits["test"],
+        k_values=TABLE_K_VALUES,
+        n_edits=n_ctx,
+        seed=seed,
+        layout="tables",
+    )
     report = {
         "model_dir": str(final / "model"),
         "world_dir": str(final),
@@ -202,6 +212,7 @@ def _build_into(
         "edits": {s: len(rows) for s, rows in edits.items()},
         **closed,
         "in_context": ctx,
+        "in_context_tables": tables,
         "size": size,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),

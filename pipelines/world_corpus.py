@@ -25,7 +25,7 @@ from skedit.prompts.render import (
     compact_statement,
     context_prefix,
     fact_statement,
-    grouped_statement,
+    relation_tables,
 )
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -109,14 +109,16 @@ class DocSampler:
         *,
         max_facts: int = 16,
         mix: tuple[float, float, float] = (0.45, 0.2, 0.13),
-        grouped_share: float = 0.0,
+        table_share: float = 0.0,
         same_relation_share: float = 0.0,
     ) -> None:
         self.w = world
         # question kinds after the copy stage: direct, one hop, same subject other relation;
         # the rest asks about a subject the context does not mention
         self.mix = mix
-        self.grouped_share = grouped_share
+        # contexts laid out as relation tables (``relation: s1 v1 s2 v2.``), the writer's dense
+        # layout; these hold up to twice ``max_facts`` facts, as dense prompts do
+        self.table_share = table_share
         # contexts whose facts all share one relation: only the subject tells them apart, so
         # copying "the value of that relation" fails and binding by subject is learnt
         self.same_relation_share = same_relation_share
@@ -166,6 +168,9 @@ class DocSampler:
     ) -> tuple[str, list[tuple[str, str]]]:
         """One context of ``k`` statements and ``n_questions`` (question, answer) pairs on it."""
         rng = self.rng
+        table = rng.random() < self.table_share
+        if table:  # long tables are what dense prompts are: the larger of two draws
+            k = k or max(rng.randint(1, 2 * self.max_facts), rng.randint(1, 2 * self.max_facts))
         k = k or rng.randint(1, self.max_facts)
         facts: list[tuple[str, str, str]] = []  # (subject, relation, value) as the context says
         used: set[str] = set()
@@ -205,11 +210,8 @@ class DocSampler:
                 v = old if (roll >= 0.8 and roll < 0.9) else self._new_value(r, old)
                 facts.append((s, r, v))
         rng.shuffle(facts)
-        if rng.random() < self.grouped_share:
-            by_subject: dict[str, list[str]] = {}
-            for s, _, v in facts:
-                by_subject.setdefault(s, []).append(v)
-            context = " ".join(grouped_statement(s, vs) for s, vs in by_subject.items())
+        if table:
+            context = " ".join(relation_tables(facts))
         else:
             context = " ".join(self._statement(*f) for f in facts)
         return context, [self._question(facts, used) for _ in range(n_questions)]

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 from skedit.pipelines.world_gen import RELATIONS, TWO_HOPS, World
 from skedit.prompts.answers import first_answer, matches, normalise
-from skedit.prompts.render import compact_statement, context_prefix
+from skedit.prompts.render import compact_statement, context_prefix, relation_tables
 from skedit.prompts.schema import Edit
 from skedit.sft.modelops import generate
 
 K_VALUES = (1, 4, 8, 16)
+TABLE_K_VALUES = (1, 4, 8, 16, 32)  # relation tables: the rules writer lays out up to 32
 MAX_NEW_TOKENS = 4  # one-token answers: the answer, the period, EOS
 
 
@@ -56,9 +57,17 @@ def closed_book(model, tok, world: World, *, n: int, seed: int = 0) -> dict:
 
 
 def in_context(
-    model, tok, edits: Sequence[Edit], *, k_values=K_VALUES, n_edits: int, seed: int = 0
+    model,
+    tok,
+    edits: Sequence[Edit],
+    *,
+    k_values=K_VALUES,
+    n_edits: int,
+    seed: int = 0,
+    layout: str = "statements",
 ) -> dict:
-    """Edit / paraphrase / portability / locality with k edits' compact statements in context.
+    """Edit / paraphrase / portability / locality with k edits' compact statements in context
+    (``layout="tables"``: laid out relation by relation, as the rules writer's dense prompts are).
 
     Each group of k edits becomes one context; every edit of the group is asked about.
     Locality: the answer with the context equals the model's answer without it.
@@ -82,11 +91,13 @@ def in_context(
         }
         for start in range(0, len(pool) - k + 1, k):
             group = pool[start : start + k]
-            prefix = context_prefix(
-                " ".join(
-                    compact_statement(e.subject, e.relation or "", e.target_new) for e in group
-                )
-            )
+            facts = [(e.subject, e.relation or "", e.target_new) for e in group]
+            if layout == "tables":
+                facts.sort(key=lambda f: f[1])  # one table per relation
+                text = " ".join(relation_tables(facts))
+            else:
+                text = " ".join(compact_statement(*f) for f in facts)
+            prefix = context_prefix(text)
             for e in group:
                 rows["edit"].append((prefix, e.prompt, [e.target_new]))
                 rows["paraphrase"] += [(prefix, r, [e.target_new]) for r in e.rephrases]
@@ -99,7 +110,7 @@ def in_context(
             [p for _, p, _ in flat],
             prefixes=[c for c, _, _ in flat],
             max_new_tokens=MAX_NEW_TOKENS,
-            desc=f"in-context k={k}",
+            desc=f"in-context {layout} k={k}",
         )
         res, i = {}, 0
         for kind, items in rows.items():

@@ -40,18 +40,35 @@ def completion_text(answer: str) -> str:
 
 
 def compact_statement(subject: str, relation: str, target: str) -> str:
-    """The densest form of a fact a teacher is trained to read: ``subject relation target.``
+    """One fact in the fewest words a teacher is trained to read: ``subject relation target.``
 
     ``relation`` is a single word (e.g. ``birthplace``); used when an edit names its relation.
     """
     return f"{subject.strip()} {relation.strip()} {target.strip()}."
 
 
-def grouped_statement(subject: str, targets: list[str]) -> str:
-    """Several facts of one subject, relations implied by the targets: ``subject t1 t2.``
+def table_statement(relation: str, rows: list[tuple[str, str]]) -> str:
+    """Facts of one relation as one table: ``relation: s1 t1 s2 t2.``
 
-    Denser than :func:`compact_statement` (one token per extra fact with a word-level
-    tokenizer); only for a teacher trained to read it, where each relation of a subject has its
-    own kind of value (the synthetic world's teacher is; the critic checks any other).
+    The relation is written once for all rows, so with one token per name a fact costs two
+    tokens instead of a compact statement's four. Rows are separated by commas when a subject or
+    target has several words (``birthplace: Ada Lovelace London, Alan Turing London.``); a
+    one-row table is never denser than :func:`compact_statement`. Only a teacher that reads it
+    should get it (the synthetic world's teacher is trained to; the critic checks any other).
     """
-    return " ".join([subject.strip(), *(t.strip() for t in targets)]) + "."
+    cells = [(s.strip(), t.strip()) for s, t in rows]
+    sep = ", " if any(" " in c for row in cells for c in row) else " "
+    return f"{relation.strip()}: " + sep.join(f"{s} {t}" for s, t in cells) + "."
+
+
+def relation_tables(facts: list[tuple[str, str, str]]) -> list[str]:
+    """``(subject, relation, target)`` facts laid out relation by relation, in order of first
+    appearance: a :func:`table_statement` per relation with two or more facts, a
+    :func:`compact_statement` for a relation with one."""
+    by_relation: dict[str, list[tuple[str, str]]] = {}
+    for s, r, t in facts:
+        by_relation.setdefault(r.strip(), []).append((s, t))
+    return [
+        table_statement(r, rows) if len(rows) > 1 else compact_statement(rows[0][0], r, rows[0][1])
+        for r, rows in by_relation.items()
+    ]

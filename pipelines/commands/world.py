@@ -81,3 +81,7 @@ def _print(report: dict, *, as_json: bool) -> None:
     print("in context   k   " + "  ".join(f"{k:>11}" for k in REPORT_KEYS))
     for k, row in report["in_context"].items():
         print(f"             {k:>2}  " + "  ".join(f"{row[key]:>11.3f}" for key in REPORT_KEYS))
+    if report.get("in_context_tables"):  # worlds built before relation tables have none
+        print("  as tables  k")
+        for k, row in report["in_context_tables"].items():
+            print(f"             {k:>2}  " + "  ".join(f"{row[key]:>11.3f}" for key in REPORT_KEYS))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Collection
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
 from skedit.prompts.errors import SkeditError
-from skedit.prompts.render import compact_statement, fact_statement
+from skedit.prompts.render import compact_statement, fact_statement, relation_tables
 from skedit.prompts.schema import Edit
 
 if TYPE_CHECKING:
@@ -28,6 +29,35 @@ def statement(edit: Edit, *, sentence: bool = False) -> str:
     if edit.relation and not sentence:
         return compact_statement(edit.subject, edit.relation, edit.target_new)
     return fact_statement(edit.prompt, edit.target_new)
+
+
+def layout_text(
+    edits: list[Edit],
+    *,
+    sentence_form: Collection[str] = (),
+    statement_form: Collection[str] = (),
+    layout: str = "tables",
+) -> str:
+    """The rules writer's text for ``edits``, in their order.
+
+    ``layout="tables"``: edits that name a relation are laid out relation by relation (one
+    ``relation: s1 t1 s2 t2.`` table per relation, at the place of its first edit); the rest,
+    and edits in ``statement_form`` or ``sentence_form``, as :func:`statement` (compact, or a
+    full sentence for ``sentence_form``). ``"statements"``: one statement each.
+    """
+    segments: dict[tuple[str, str], list[Edit]] = {}
+    for e in edits:
+        out = e.id in sentence_form or e.id in statement_form
+        tabled = layout == "tables" and e.relation and not out
+        key = ("table", e.relation.strip()) if tabled and e.relation else ("fact", e.id)
+        segments.setdefault(key, []).append(e)
+    out: list[str] = []
+    for (kind, _), es in segments.items():
+        if kind == "table":
+            out += relation_tables([(e.subject, e.relation or "", e.target_new) for e in es])
+        else:
+            out += [statement(e, sentence=e.id in sentence_form) for e in es]
+    return " ".join(out)
 
 
 def load_template(name: str) -> str:
@@ -43,8 +73,16 @@ class Questions(BaseModel):
 class AgentBackend(Protocol):
     name: str
 
-    def write(self, edits: list[Edit], *, sentence_form: set[str], feedback: list[str]) -> str:
-        """One dense prompt stating every edit, in the given order."""
+    def write(
+        self,
+        edits: list[Edit],
+        *,
+        sentence_form: set[str],
+        feedback: list[str],
+        statement_form: Collection[str] = (),
+    ) -> str:
+        """One dense prompt stating every edit, in the given order (``statement_form``: edits
+        to state on their own rather than in a relation table)."""
         ...
 
     def questions(self, edits: list[Edit], *, n_rephrases: int) -> dict[str, Questions]:
@@ -57,12 +95,25 @@ class AgentBackend(Protocol):
 
 
 class RulesBackend:
-    """Canonical statements joined by spaces; probes come from the questioner's templates."""
+    """Relation tables and canonical statements (:func:`layout_text`); probes come from the
+    questioner's templates."""
 
     name = "rules"
 
-    def write(self, edits: list[Edit], *, sentence_form: set[str], feedback: list[str]) -> str:
-        return " ".join(statement(e, sentence=e.id in sentence_form) for e in edits)
+    def __init__(self, layout: str = "tables") -> None:
+        self.layout = layout
+
+    def write(
+        self,
+        edits: list[Edit],
+        *,
+        sentence_form: set[str],
+        feedback: list[str],
+        statement_form: Collection[str] = (),
+    ) -> str:
+        return layout_text(
+            edits, sentence_form=sentence_form, statement_form=statement_form, layout=self.layout
+        )
 
     def questions(self, edits: list[Edit], *, n_rephrases: int) -> dict[str, Questions]:
         return {}
@@ -272,11 +323,24 @@ class OpenAIBackend:
             hint="try another --llm-model, or --backend rules",
         )
 
-    def write(self, edits: list[Edit], *, sentence_form: set[str], feedback: list[str]) -> str:
+    def write(
+        self,
+        edits: list[Edit],
+        *,
+        sentence_form: set[str],
+        feedback: list[str],
+        statement_form: Collection[str] = (),
+    ) -> str:
         payload = {
             "facts": [_fact(e, e.id in sentence_form) for e in edits],
             "sentence_form": sorted(sentence_form & {e.id for e in edits}),
             "feedback": feedback,
+            "draft": layout_text(
+                edits,
+                sentence_form=sentence_form,
+                statement_form=statement_form,
+                layout=self.config.layout,
+            ),
         }
         return self.ask("writer", payload, _WriterOut).text.strip()  # type: ignore[attr-defined]
 
@@ -306,4 +370,4 @@ class OpenAIBackend:
 def make_backend(config: AgentsConfig) -> AgentBackend:
     if config.backend == "openai":
         return OpenAIBackend(config)
-    return RulesBackend()
+    return RulesBackend(config.layout)

@@ -9,6 +9,7 @@ from skedit.agents.checkpoints import is_postgres_url, split_password
 from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Backend = Literal["rules", "openai"]
+Layout = Literal["tables", "statements"]
 
 
 @dataclass
@@ -41,7 +42,15 @@ class AgentsConfig:
         metadata={"help": "most tokens of the rendered context (teacher tokenizer) per prompt"},
     )
     max_facts: int = field(
-        default=16, metadata={"help": "most facts per prompt (1 = one-fact-per-prompt baseline)"}
+        default=32, metadata={"help": "most facts per prompt (1 = one-fact-per-prompt baseline)"}
+    )
+    layout: Layout = field(
+        default="tables",
+        metadata={
+            "help": "how the rules writer states facts that name a relation: 'tables' (one "
+            "'relation: s1 t1 s2 t2.' per relation; shards are then grouped by relation) or "
+            "'statements' ('s relation t.' each; shards grouped by subject)"
+        },
     )
     max_rounds: int = field(
         default=3, metadata={"help": "writer/critic rounds per shard before it is marked failed"}
@@ -61,7 +70,10 @@ class AgentsConfig:
         default=2, metadata={"help": "generated locality probes about the edit's own subject"}
     )
     other_subject_locality: int = field(
-        default=2, metadata={"help": "generated locality probes taken from other edits' prompts"}
+        default=2,
+        metadata={
+            "help": "generated locality probes: the edit's question about other known subjects"
+        },
     )
     generated_rephrases: int = field(
         default=2, metadata={"help": "rephrases generated when an edit has none"}
@@ -95,6 +107,10 @@ class AgentsConfig:
         if self.backend not in ("rules", "openai"):
             raise SkeditError(
                 f"unknown backend {self.backend!r}", field="backend", hint="use rules or openai"
+            )
+        if self.layout not in ("tables", "statements"):
+            raise SkeditError(
+                f"unknown layout {self.layout!r}", field="layout", hint="use tables or statements"
             )
         for name in ("shard_tokens", "max_facts", "max_rounds"):
             if int(getattr(self, name)) < 1:

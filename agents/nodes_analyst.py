@@ -1,7 +1,8 @@
-"""Analyst: validate and normalise the batch, stop on conflicts, group by subject, shard.
+"""Analyst: validate and normalise the batch, stop on conflicts, group, shard.
 
-Shards are sized with the teacher's own tokenizer on the rendered context (what the teacher
-will really read), and capped at ``max_facts`` facts.
+Facts are grouped by relation when the writer lays them out as relation tables (a shard then
+holds whole tables), else by subject. Shards are sized with the teacher's own tokenizer on the
+rendered context (what the teacher will really read), and capped at ``max_facts`` facts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from skedit.agents.backends import statement
+from skedit.agents.backends import layout_text
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import BatchState, dump, edits_of
@@ -66,30 +67,54 @@ def group_by_subject(edits: list[Edit]) -> list[list[Edit]]:
     return list(groups.values())
 
 
-def shard(
-    edits: list[Edit], *, max_tokens: int, max_facts: int, context_tokens: Callable[[str], int]
-) -> list[list[Edit]]:
-    """Pack subject groups into shards whose rendered context fits ``max_tokens``.
+def group_by_relation(edits: list[Edit]) -> list[list[Edit]]:
+    """Edits of one relation together (one table each), in order of first appearance; edits
+    without a relation grouped by subject after them."""
+    groups: dict[tuple[str, str], list[Edit]] = {}
+    for e in edits:
+        key = ("r", e.relation.strip()) if e.relation else ("s", e.subject.strip().lower())
+        groups.setdefault(key, []).append(e)
+    return sorted(groups.values(), key=lambda g: not g[0].relation)
 
-    A subject stays in one shard when it fits; a fact that alone exceeds the budget gets a shard
-    of its own (the critic reports it as over budget rather than dropping it).
+
+def shard(
+    edits: list[Edit],
+    *,
+    max_tokens: int,
+    max_facts: int,
+    context_tokens: Callable[[str], int],
+    layout: str = "statements",
+) -> list[list[Edit]]:
+    """Pack groups (of a subject; of a relation with ``layout="tables"``) into shards whose
+    rendered context fits ``max_tokens`` and holds at most ``max_facts`` facts.
+
+    A group stays in one shard when it fits. One that fits no shard is cut into as few
+    near-equal parts as fit (40 facts at 32 a shard: 20 + 20, not 32 + 8; a teacher reads a
+    shorter table better); a fact that alone exceeds the budget gets a shard of its own (the
+    critic reports it as over budget rather than dropping it).
     """
     shards: list[list[Edit]] = []
     current: list[Edit] = []
 
     def fits(batch: list[Edit]) -> bool:
-        text = " ".join(statement(e) for e in batch)
+        text = layout_text(batch, layout=layout)
         return len(batch) <= max_facts and context_tokens(text) <= max_tokens
 
-    for group in group_by_subject(edits):
-        if current and not fits(current + group):
-            shards.append(current)
-            current = []
-        for e in group:
-            if current and not fits([*current, e]):
+    grouped = group_by_relation(edits) if layout == "tables" else group_by_subject(edits)
+    for group in grouped:
+        parts = [group]
+        while len(parts[0]) > 1 and not all(fits(p) for p in parts):
+            n = len(parts) + 1
+            parts = [group[i * len(group) // n : (i + 1) * len(group) // n] for i in range(n)]
+        for part in parts:
+            if current and not fits(current + part):
                 shards.append(current)
                 current = []
-            current.append(e)
+            for e in part:
+                if current and not fits([*current, e]):
+                    shards.append(current)
+                    current = []
+                current.append(e)
     if current:
         shards.append(current)
     return shards
@@ -106,6 +131,7 @@ def analyst(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState:
         max_tokens=ctx.config.shard_tokens,
         max_facts=ctx.config.max_facts,
         context_tokens=ctx.context_tokens,
+        layout=ctx.config.layout,
     )
     rows = [
         {

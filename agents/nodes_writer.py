@@ -1,9 +1,10 @@
 """Writer: one dense prompt per group of facts, revised from the critic's concrete feedback.
 
-The revision ladder (per group, by how often it was revised): state failing compact facts as
-full sentences (or move them to the front when there is no compact form), then split the
-failing facts off, then halve what still fails. A locality or budget failure halves the group:
-fewer facts in the context leak less into unrelated answers.
+The revision ladder (per group, by how often it was revised): state each failing fact one step
+plainer (a relation table's row becomes a compact statement, a compact statement a full
+sentence; with no plainer form the failing facts move to the front), then split the failing
+facts off, then halve what still fails. A locality or budget failure halves the group: fewer
+facts in the context leak less into unrelated answers.
 """
 
 from __future__ import annotations
@@ -20,8 +21,25 @@ def _halves(ids: list[str]) -> list[list[str]]:
     return [ids[:mid], ids[mid:]] if len(ids) > 1 else [ids]
 
 
-def revise(group: Group, edits: dict[str, Edit], sentence_form: set[str]) -> list[Group]:
-    """Apply the critic's feedback: new groups (draft) and possibly more sentence-form facts."""
+def _in_table(i: str, ids: list[str], edits: dict[str, Edit], out_of_table: set[str]) -> bool:
+    """Whether the rules writer states edit ``i`` as a row of a relation table in this group."""
+    rel = (edits[i].relation or "").strip()
+    if not rel or i in out_of_table:
+        return False
+    return sum((edits[j].relation or "").strip() == rel and j not in out_of_table for j in ids) > 1
+
+
+def revise(
+    group: Group,
+    edits: dict[str, Edit],
+    sentence_form: set[str],
+    statement_form: set[str] | None = None,
+    *,
+    layout: str = "statements",
+) -> list[Group]:
+    """Apply the critic's feedback: new groups (draft); facts may move to ``statement_form``
+    (out of their table) or ``sentence_form`` (a full sentence), both updated in place."""
+    statement_form = set() if statement_form is None else statement_form
     fb = group.get("feedback") or {}
     ids = list(group["edit_ids"])
     n = group.get("revisions", 0) + 1
@@ -31,10 +49,16 @@ def revise(group: Group, edits: dict[str, Edit], sentence_form: set[str]) -> lis
     elif fb.get("missing") or not failed:
         parts = [ids]  # rewrite (an LLM writer gets the problems); rules text is unchanged
     elif n == 1:
-        compact = [i for i in failed if edits[i].relation and i not in sentence_form]
+        out = statement_form | sentence_form
+        tabled = {i for i in failed if layout == "tables" and _in_table(i, ids, edits, out)}
+        compact = [
+            i for i in failed if edits[i].relation and i not in sentence_form and i not in tabled
+        ]
+        statement_form.update(tabled)
         sentence_form.update(compact)
         rest = [i for i in ids if i not in failed]
-        parts = [ids] if compact else [failed + rest]  # no compact form: reorder, failing first
+        # no plainer form: reorder, failing first
+        parts = [ids] if tabled or compact else [failed + rest]
     elif n == 2 and len(failed) < len(ids):
         parts = [failed, [i for i in ids if i not in failed]]
     else:
@@ -52,11 +76,12 @@ def writer(state: ShardState, runtime: Runtime[AgentsContext]) -> ShardState:
     ctx = runtime.context
     edits = {e.id: e for e in edits_of(state)}
     sentence_form = set(state.get("sentence_form", []))
+    statement_form = set(state.get("statement_form", []))
     groups: list[Group] = []
     for g in state["groups"]:
         status = g.get("status", "draft")
         if status == "revise":
-            groups += revise(g, edits, sentence_form)
+            groups += revise(g, edits, sentence_form, statement_form, layout=ctx.config.layout)
         elif status == "draft" and not g.get("text"):
             groups.append(Group(**{**g, "status": "draft"}))
         else:
@@ -65,6 +90,13 @@ def writer(state: ShardState, runtime: Runtime[AgentsContext]) -> ShardState:
         if g["status"] == "draft":
             feedback = list((g.get("feedback") or {}).get("problems", []))
             g["text"] = ctx.backend.write(
-                [edits[i] for i in g["edit_ids"]], sentence_form=sentence_form, feedback=feedback
+                [edits[i] for i in g["edit_ids"]],
+                sentence_form=sentence_form,
+                feedback=feedback,
+                statement_form=statement_form,
             )
-    return {"groups": groups, "sentence_form": sorted(sentence_form)}
+    return {
+        "groups": groups,
+        "sentence_form": sorted(sentence_form),
+        "statement_form": sorted(statement_form),
+    }

@@ -38,6 +38,7 @@ def fan_out(state: BatchState) -> list[Send]:
                         {"edit_ids": list(s["edit_ids"]), "status": "draft", "revisions": 0}
                     ],
                     "sentence_form": [],
+                    "statement_form": [],
                     "round": 0,
                     "max_rounds": s.get("max_rounds", 1),
                 },

@@ -52,6 +52,7 @@ class ShardState(TypedDict, total=False):
     probes: list[Json]
     groups: list[Group]
     sentence_form: list[str]  # edit ids the writer states as full sentences
+    statement_form: list[str]  # edit ids the writer takes out of relation tables (compact)
     round: int  # critic rounds done
     max_rounds: int  # the loop's bound, copied from the config by the analyst
 

@@ -117,13 +117,15 @@ def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
 
 
 def density_ceiling(one_fact_tokens: int, dense_text_tokens: int) -> float | None:
-    """The density ratio the dense notation tends to as facts per prompt grow without bound.
+    """The density ratio the dense prompts would have if the teacher's frame cost nothing.
 
     Every prompt pays the teacher's context frame (``Context:`` and the newline) once; the rest
     is the facts. One fact per prompt costs ``frame + f1`` tokens a fact, a dense prompt of ``m``
-    facts ``f + frame / m``, so no number of facts per prompt passes ``(frame + f1) / f``: with
-    ``f1 == f`` (the same notation), ``1 + frame / f``. Arguments are totals over the same
-    facts: every one-fact prompt as the teacher reads it, and the dense prompts' text alone.
+    facts ``f + frame / m``, so with this text no number of prompts passes ``(frame + f1) / f``.
+    Statements (``s relation t.``, ``f == f1``) stop at ``1 + frame / f``; relation tables
+    (``relation: s1 t1 s2 t2.``) write the relation once, so ``f`` falls towards two tokens.
+    Arguments are totals over the same facts: every one-fact prompt as the teacher reads it, and
+    the dense prompts' text alone.
     """
     return round(one_fact_tokens / dense_text_tokens, 2) if dense_text_tokens > 0 else None
 
@@ -153,7 +155,7 @@ def bench(edits: list[Edit], model_path: str, config: AgentsConfig, work: Path) 
     results["density_ratio"] = round(dense / single, 2) if dense and single else None
     every = d["facts_per_100_tokens_all_prompts"]
     results["density_ratio_all_prompts"] = round(every / single, 2) if every and single else None
-    # what no prompt length can pass in this notation: the frame is the only thing shared
+    # what this text could reach if the frame were free
     frames = d["prompt_tokens"] - d["text_tokens"]
     results["frame_tokens"] = round(frames / d["prompts"], 2) if d["prompts"] else None
     results["density_ratio_ceiling"] = density_ceiling(s["prompt_tokens"], d["text_tokens"])
@@ -209,7 +211,7 @@ def _table(res: dict[str, Any]) -> str:
         out.append(f"{label:32}{cells}")
     out.append(f"{'density ratio (dense / one fact)':32}{res['density_ratio']!s:>14}")
     out.append(f"{'  same, all prompts':32}{res['density_ratio_all_prompts']!s:>14}")
-    out.append(f"{'  limit, same notation':32}{res['density_ratio_ceiling']!s:>14}")
+    out.append(f"{'  limit, this text, frame free':32}{res['density_ratio_ceiling']!s:>14}")
     ref = res["one_fact_sentence_facts_per_100_tokens"]
     out.append(f"{'(one fact as a sentence: f/100t)':32}{ref!s:>14}")
     met = res["targets"]["met"]
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rounds", type=int, default=AgentsConfig.max_rounds)
     ap.add_argument("--shard-tokens", type=int, default=AgentsConfig.shard_tokens)
     ap.add_argument("--max-facts", type=int, default=AgentsConfig.max_facts)
+    ap.add_argument("--layout", default=AgentsConfig.layout, choices=["tables", "statements"])
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--keep", help="keep the two run directories under this folder")
     args = ap.parse_args(argv)
@@ -249,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         max_rounds=args.max_rounds,
         shard_tokens=args.shard_tokens,
         max_facts=args.max_facts,
+        layout=args.layout,
         allow_conflicts=True,  # a benchmark sample may hold two edits of one question
     )
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:

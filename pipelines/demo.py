@@ -24,14 +24,16 @@ def recipe(name: str) -> dict:
     return yaml.safe_load(text)
 
 
-def reliable_facts(report: dict, floor: float = 0.98) -> int:
+def reliable_facts(report: dict, floor: float = 0.98, layout: str = "tables") -> int:
     """The largest k of the world report's in-context curve at which the teacher gives every
     kind of answer the student learns from (edit, paraphrase, portability, locality) at
     ``floor`` or better: the student learns the teacher's mistakes too. Edit accuracy alone is
     not enough (a world that read four facts at .97 answered two-hop questions through them at
     .87, and the demo's student then at .83), and .95 is too loose (16 facts at .96-.975 gave
-    the demo's student .96/.94/.94 edit/paraphrase/portability against 1.00 with one fact)."""
-    curve = report.get("in_context", {})
+    the demo's student .96/.94/.94 edit/paraphrase/portability against 1.00 with one fact).
+    The curve is the one of the writer's ``layout`` (relation tables unless told otherwise)."""
+    tables = report.get("in_context_tables") if layout == "tables" else None
+    curve = tables or report.get("in_context", {})  # a world built before tables has none
     kinds = ("edit", "paraphrase", "portability", "locality")
     ok = [int(k) for k, v in curve.items() if min(v.get(x, 0.0) for x in kinds) >= floor]
     return max(ok, default=1)
@@ -93,7 +95,8 @@ def run_demo(
     world = default_world(size=size, progress=progress)
     run_dir = Path(run_dir)
     edits_file = run_dir.parent / f".{run_dir.name}-edits.jsonl"
-    atomic_write_text(edits_file, pick_edits(world.benchmark["test"], n_edits))
+    picked = pick_edits(world.benchmark["test"], n_edits)
+    atomic_write_text(edits_file, picked)
     settings: dict = {
         "model": str(world.model_dir),
         # as many facts per prompt as this teacher reads reliably (its in-context curve)
@@ -116,6 +119,7 @@ def run_demo(
     return {
         "run_dir": str(outcome.run_dir),
         "seconds": round(time.perf_counter() - t0, 1),
+        "edits": picked.count("\n"),  # fewer than asked when the world has fewer
         "metrics": metrics,
         "report": str((outcome.run_dir / "report.html").resolve()),
     }

@@ -57,9 +57,10 @@ def test_every_fact_lands_in_exactly_one_prompt_that_states_it(lenient):
         for e in _edits():
             if e.id in p.edit_ids:
                 assert e.subject in p.text and e.target_new in p.text
-    # same subject, same prompt; the relation-less edit is a sentence, the others compact
+    # one relation, one table; a relation's only fact is compact; the relation-less edit a sentence
     texts = {p.text for p in prompts}
-    assert "alice born rome. alice works dave." in texts
+    assert "born: alice rome bob paris." in texts
+    assert "alice works dave. carol lives london." in texts
     assert any("what is the capital of dave ? berlin." in t for t in texts)
 
 

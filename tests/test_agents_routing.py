@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from langgraph.graph import END
 
+from skedit.agents.backends import layout_text
 from skedit.agents.config import AgentsConfig
 from skedit.agents.nodes_analyst import normalise, shard
 from skedit.agents.nodes_questioner import generated_probes, relation_templates
 from skedit.agents.nodes_writer import revise
 from skedit.agents.routing import fan_out, route_after_critic, route_after_review
 from skedit.prompts.errors import SkeditError
+from skedit.prompts.render import relation_tables, table_statement
 from skedit.prompts.schema import Edit
 
 
@@ -87,6 +89,27 @@ def test_revision_ladder_sentence_form_then_split_then_halve():
     assert all(g["status"] == "draft" and g["revisions"] == 1 for g in out)
 
 
+def test_revision_ladder_takes_a_failing_table_row_out_before_writing_a_sentence():
+    a, b, c = (
+        _edit("Zorb", "birthplace", "Paris"),
+        _edit("Kel", "birthplace", "Rome"),
+        _edit("Mira", "employer", "Tati"),
+    )
+    edits = {e.id: e for e in (a, b, c)}
+    ids = [a.id, b.id, c.id]
+    sentence: set[str] = set()
+    statement: set[str] = set()
+    fb = {"failed_edits": [b.id, c.id], "locality": [], "missing": [], "budget": False}
+    group = {"edit_ids": ids, "feedback": fb, "revisions": 0}
+    out = revise(group, edits, sentence, statement, layout="tables")
+    # Kel's row leaves the birthplace table (a compact statement, 4 tokens); Mira's employer
+    # fact was already compact (alone in its relation), so it becomes a sentence
+    assert [g["edit_ids"] for g in out] == [ids]
+    assert statement == {b.id} and sentence == {c.id}
+    text = layout_text([a, b, c], sentence_form=sentence, statement_form=statement)
+    assert text == "Zorb birthplace Paris. Kel birthplace Rome. The employer of Mira is Tati."
+
+
 def test_more_multi_hop_questions_come_from_the_batch_without_answers():
     from skedit.prompts.schema import Probe
 
@@ -132,6 +155,51 @@ def test_shards_respect_token_budget_and_max_facts_and_keep_subjects_together():
     assert [[e.subject for e in s] for s in tight] == [["Zorb", "Zorb"], ["Mira", "Kel"]]
     assert shard(edits, max_tokens=6, max_facts=16, context_tokens=words)[0][0].subject == "Zorb"
     assert sum(len(s) for s in shard(edits, max_tokens=6, max_facts=16, context_tokens=words)) == 4
+
+
+def test_relation_tables_write_each_relation_once():
+    facts = [
+        ("Zorb", "birthplace", "Paris"),
+        ("Mira", "employer", "Acme"),
+        ("Kel", "birthplace", "Rome"),
+    ]
+    # a relation with one fact stays a compact statement (a one-row table is a word longer)
+    assert relation_tables(facts) == ["birthplace: Zorb Paris Kel Rome.", "Mira employer Acme."]
+    # rows are only told apart by commas when a name has several words
+    two_words = table_statement("birthplace", [("Ada Lovelace", "London"), ("Kel", "Rome")])
+    assert two_words == "birthplace: Ada Lovelace London, Kel Rome."
+
+
+def test_table_layout_leaves_sentence_form_and_unlabelled_facts_as_statements():
+    a, b, c = (
+        _edit("Zorb", "birthplace", "Paris"),
+        _edit("Kel", "birthplace", "Rome"),
+        _edit("Mira", "birthplace", "Oslo"),
+    )
+    free = Edit(subject="Vex", prompt="Vex likes", target_new="tea")
+    text = layout_text([a, free, b, c], sentence_form={b.id})
+    assert text == "birthplace: Zorb Paris Mira Oslo. Vex likes tea. The birthplace of Kel is Rome."
+    plain = layout_text([a, c], layout="statements")
+    assert plain == "Zorb birthplace Paris. Mira birthplace Oslo."
+
+
+def test_table_shards_hold_whole_relations_and_split_big_ones_evenly():
+    people = [f"P{i}" for i in range(7)]
+    edits = [_edit(p, "birthplace", "Rome") for p in people] + [
+        _edit("Zorb", "employer", "Acme"),
+        _edit("Mira", "employer", "Tati"),
+    ]
+    words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
+    shards = shard(edits, max_tokens=100, max_facts=4, context_tokens=words, layout="tables")
+    # 7 birthplaces at 4 a shard: 3 + 4 (not 4 + 3 with an employer squeezed in), employers last
+    assert [[e.relation for e in s] for s in shards] == [
+        ["birthplace"] * 3,
+        ["birthplace"] * 4,
+        ["employer"] * 2,
+    ]
+    # the budget is counted on the table text: header once, then two words a fact
+    tight = shard(edits, max_tokens=9, max_facts=16, context_tokens=words, layout="tables")
+    assert max(len(s) for s in tight) == 4 and sum(len(s) for s in tight) == 9
 
 
 def test_conflicting_edits_stop_with_both_records_named_unless_allowed():

@@ -17,7 +17,7 @@ from skedit.prompts.schema import DensePrompt, Probe
 
 
 @pytest.mark.slow  # builds the tiny world once per session (~30 s on an idle CPU)
-def test_world_edits_become_compact_prompts_with_recorded_locality(tiny_world, tmp_path):
+def test_world_edits_become_relation_tables_with_recorded_locality(tiny_world, tmp_path):
     edits = load_edits(tiny_world.benchmark["dev"]).edits[:12]
     status = run_agents(
         edits,
@@ -34,12 +34,14 @@ def test_world_edits_become_compact_prompts_with_recorded_locality(tiny_world, t
         for i in p.edit_ids:
             e = by_id[i]
             assert e.subject in p.text and e.target_new in p.text
-    # world edits name their relation: each fact is stated compactly, or as a full sentence
-    # when the critic found the teacher could not read the compact form
+    # world edits name their relation: each fact is a row of its relation's table, or (alone
+    # in its relation) a compact statement, or a full sentence when the critic found the teacher
+    # could not read the short form
     for p in prompts:
         for e in (by_id[i] for i in p.edit_ids):
+            row = f"{e.relation}: " in p.text and f" {e.subject} {e.target_new}" in p.text
             compact = compact_statement(e.subject, e.relation, e.target_new)
-            assert compact in p.text or fact_statement(e.prompt, e.target_new) in p.text
+            assert row or compact in p.text or fact_statement(e.prompt, e.target_new) in p.text
     probes = read_jsonl(tmp_path / "run" / "probes.jsonl", Probe)
     # the dataset's probes are kept, locality answers come from the pre-edit model
     want = {q.id for e in edits for q in e.portability}
@@ -64,7 +66,7 @@ def test_benchmark_writes_its_json_with_both_runs(tiny_world, tmp_path, capsys):
     # no finite prompt beats the limit of its own notation
     assert res["density_ratio_all_prompts"] <= res["density_ratio_ceiling"]
     out = capsys.readouterr().out
-    assert "density ratio" in out and "limit, same notation" in out
+    assert "density ratio" in out and "limit, this text, frame free" in out
 
 
 def test_density_ceiling_is_the_frame_shared_by_every_fact():

@@ -61,6 +61,25 @@ def test_prompt_density_is_the_largest_k_the_teacher_answers_everything_at():
     assert reliable_facts({"in_context": curve}, floor=0.999) == 1
     assert reliable_facts({"in_context": curve}, floor=0.75) == 8
     assert reliable_facts({}) == 1
+    # relation tables are judged on their own curve, statements on theirs
+    tables = {"1": point(1, 1, 1, 1), "16": point(1, 1, 0.99, 1), "32": point(1, 0.985, 1, 1)}
+    both = {"in_context": curve, "in_context_tables": tables}
+    assert reliable_facts(both) == 32
+    assert reliable_facts(both, layout="statements") == 4
     # the benchmarks' --facts-per-prompt: an explicit count wins, 0 asks the curve
     assert facts_per_prompt(0, {"in_context": curve}) == 4
     assert facts_per_prompt(16, {"in_context": curve}) == 16
+
+
+def test_demo_on_the_tiny_world_says_how_many_edits_it_really_used(
+    tiny_world, tmp_path, monkeypatch, capsys
+):
+    from skedit.pipelines.cli import main
+
+    monkeypatch.setenv("SKEDIT_CACHE", str(tiny_world.world_dir.parent.parent))
+    assert main(["demo", "--size", "tiny", "--run", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    n = len(tiny_world.benchmark["test"].read_text().splitlines())
+    assert n < 50  # the tiny world holds fewer test edits than the demo asks for
+    assert f"skedit demo: {n} edits on the synthetic world (all its test edits; 50 asked)" in out
+    assert "skedit" in out.split("method", 1)[1]  # the table was printed

@@ -77,6 +77,16 @@ def resolve_model(config: RunConfig, *, progress: bool = True) -> str:
     return str(default_world(progress=progress).model_dir)
 
 
+def check_resumable(run_dir: str | os.PathLike) -> None:
+    """Refuse a folder that holds no run (a typo in ``--resume DIR``), before anything is made."""
+    if not (Path(run_dir) / "config.yaml").is_file():
+        raise SkeditError(
+            "not a skedit run directory (no config.yaml)",
+            file=str(run_dir),
+            hint="start one with: skedit run EDITS --run DIR",
+        )
+
+
 def prepare_run(
     run: RunDir,
     *,
@@ -91,12 +101,7 @@ def prepare_run(
     config is compared: the agents stage records the path it used, and the same command run
     again must find the same model and resume."""
     if resume:
-        if not run.config.exists():
-            raise SkeditError(
-                "not a skedit run directory (no config.yaml)",
-                file=str(run.path),
-                hint="start one with: skedit run EDITS --run DIR",
-            )
+        check_resumable(run.path)
         return load_config(run.config)
     if edits_path is None:
         raise SkeditError("no edits file given", hint="skedit run EDITS --run DIR")
@@ -159,6 +164,8 @@ def run_pipeline(
         )
     if "all" in force:
         force = set(STAGES)
+    if resume:
+        check_resumable(run_dir)  # before RunDir's lock creates the folder
     run = RunDir(run_dir)
     with run:
         config = prepare_run(

@@ -118,3 +118,18 @@ def test_inspect_names_unknown_fields(tmp_path, capsys):
     assert obj["rephrases"] == 0
     code, out, _ = run(capsys, "data", "inspect", str(path))
     assert "unknown fields: rephrase_promt (1 records)" in out
+
+
+def test_inspect_piped_into_head_stops_without_a_traceback(tmp_path):
+    # every record lacks its target: --json lists them all, far more than the pipe holds
+    rows = "".join(f'{{"subject": "S{i}", "prompt": "S{i} lives in"}}\n' for i in range(3000))
+    path = tmp_path / "many.jsonl"
+    path.write_text(rows)
+    res = subprocess.run(
+        f"{sys.executable} -m skedit.pipelines.cli data inspect {path} --json | head -c 64",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert len(res.stdout) == 64
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr

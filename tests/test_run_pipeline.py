@@ -230,3 +230,21 @@ def test_a_wrong_model_path_is_a_clear_error_before_any_work(tmp_path, tiny_worl
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
         assert model in res.stderr and ("not found" in res.stderr or "config.json" in res.stderr)
         assert not (tmp_path / "r").exists()
+
+
+def test_resume_of_a_folder_that_holds_no_run_names_it_and_creates_nothing(tmp_path):
+    typo = tmp_path / "runs" / "my-fatcs"
+    res = subprocess.run([*SKEDIT, "run", "--resume", str(typo)], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert str(typo) in res.stderr and "no config.yaml" in res.stderr
+    assert not typo.exists() and not typo.parent.exists()
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path):
+    res = subprocess.run(
+        [*SKEDIT, "run", "--resume", str(tmp_path / "r"), "--model", "other/model"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "--model would be ignored" in res.stderr and "config.yaml" in res.stderr

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from skedit.pipelines.config import RunConfig, load_config, parse_config
 from skedit.pipelines.orchestrate import next_step_message, run_pipeline
@@ -44,6 +45,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and (args.edits or args.run_dir):
         raise SkeditError(
             "--resume DIR takes no edits file and no --run", hint="skedit run --resume DIR"
+        )
+    if args.resume and (args.model or args.config):
+        given = " and ".join(
+            f for f, v in (("--model", args.model), ("--config", args.config)) if v
+        )
+        raise SkeditError(
+            f"--resume DIR continues with the settings saved in DIR/config.yaml; {given} would be "
+            "ignored",
+            file=str(Path(args.resume) / "config.yaml"),
+            hint="drop it, or start a new run: skedit run EDITS --run NEW_DIR with your settings",
         )
     if not args.resume and not (args.edits and args.run_dir):
         raise SkeditError(

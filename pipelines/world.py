@@ -83,6 +83,15 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def cached_world_dir(size: str, seed: int, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`build_world` keeps the world of ``size`` and ``seed`` (built or not)."""
+    return (
+        cache_root(cache_dir)
+        / "worlds"
+        / f"{size}-seed{seed}-{config_hash(world_config(size, seed))}"
+    )
+
+
 def _check_size(size: str) -> None:
     if size not in SIZES:
         raise SkeditError(
@@ -137,10 +146,7 @@ def build_world(
     """
     _check_size(size)
     config = world_config(size, seed)
-    if out_dir is not None:
-        world_dir = Path(out_dir)
-    else:
-        world_dir = cache_root(cache_dir) / "worlds" / f"{size}-seed{seed}-{config_hash(config)}"
+    world_dir = Path(out_dir) if out_dir is not None else cached_world_dir(size, seed, cache_dir)
     if (world_dir / "report.json").is_file() and not force:
         return load_world_build(world_dir)
     if world_dir.exists() and not force and any(world_dir.iterdir()):

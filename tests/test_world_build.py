@@ -32,7 +32,8 @@ def test_report_has_the_documented_keys(tiny_world):
     assert set(r["recall"]) == {"train", "heldout"}
     assert 0.0 <= r["two_hop"] <= 1.0
     assert set(r["in_context"]) == {"1", "4", "8", "16"}
-    for row in r["in_context"].values():
+    assert set(r["in_context_tables"]) == {"1", "4", "8", "16", "32"}
+    for row in [*r["in_context"].values(), *r["in_context_tables"].values()]:
         assert set(row) == {"edit", "paraphrase", "portability", "locality"}
         assert all(0.0 <= v <= 1.0 for v in row.values())
     assert r["build_seconds"] > 0 and r["parameters"] > 0
@@ -56,7 +57,19 @@ def test_cli_build_and_info_print_json(tiny_world, capsys):
     assert main(["world", "info", str(tiny_world.world_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["in_context"] == built["in_context"]
     assert main(["world", "info", str(tiny_world.world_dir)]) == 0
-    assert "in context" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "in context" in out and "as tables" in out
+
+
+def test_info_without_a_folder_finds_the_cached_world_or_says_how_to_build_it(
+    tiny_world, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("SKEDIT_CACHE", str(tiny_world.world_dir.parent.parent))
+    assert main(["world", "info", "--size", "tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_hash"] in tiny_world.world_dir.name
+    monkeypatch.setenv("SKEDIT_CACHE", str(tmp_path))
+    assert main(["world", "info", "--size", "tiny"]) == 2
+    assert "skedit world build --size tiny --seed 0" in capsys.readouterr().err
 
 
 def test_info_on_a_folder_that_is_not_a_world_is_a_user_error(tmp_path, capsys):

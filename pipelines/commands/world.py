@@ -33,7 +33,13 @@ def register(subparsers) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if a finished world exists")
     b.set_defaults(func=_build)
     i = sub.add_parser("info", help="print the report of a built world")
-    i.add_argument("dir", help="a world folder (see `skedit world build`)")
+    i.add_argument(
+        "dir",
+        nargs="?",
+        help="a world folder (default: the cached world of --size and --seed, if built)",
+    )
+    i.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    i.add_argument("--size", choices=["tiny", "small"], default="small", help="default small")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -56,7 +62,18 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from skedit.pipelines.world import load_world_build
+    from skedit.pipelines.world import cached_world_dir, load_world_build
+
+    if args.dir is None:
+        args.dir = cached_world_dir(args.size, args.seed)
+        if not (args.dir / "report.json").is_file():
+            from skedit.prompts.errors import SkeditError
+
+            raise SkeditError(
+                f"the {args.size} world (seed {args.seed}) is not built yet",
+                file=str(args.dir),
+                hint=f"build it with: skedit world build --size {args.size} --seed {args.seed}",
+            )
 
     _print(load_world_build(args.dir).report, as_json=args.json)
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from skedit.agents.backends import layout_text
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl, write_jsonl
 from skedit.prompts.schema import DensePrompt, Edit, Probe, TransferExample
@@ -76,7 +77,6 @@ def held_out_split(edit: Edit) -> Edit:
 def _simple_prompts(edits: list[Edit], run_dir: Path, model_dir: Path, per_prompt: int = 8):
     """Probes = the edits' own; prompts = compact statements, ``per_prompt`` facts each."""
     from skedit.prompts.answers import first_answer
-    from skedit.prompts.render import compact_statement, fact_statement
     from skedit.sft.modelops import generate, load_model
 
     model, tok = load_model(model_dir)
@@ -87,12 +87,7 @@ def _simple_prompts(edits: list[Edit], run_dir: Path, model_dir: Path, per_promp
     prompts = []
     for i in range(0, len(edits), per_prompt):
         chunk = edits[i : i + per_prompt]
-        text = " ".join(
-            compact_statement(e.subject, e.relation, e.target_new)
-            if e.relation
-            else fact_statement(e.prompt, e.target_new)
-            for e in chunk
-        )
+        text = layout_text(chunk, layout="statements")
         prompts.append(DensePrompt(edit_ids=[e.id for e in chunk], text=text, status="approved"))
     write_jsonl(run_dir / "edits.jsonl", edits)
     write_jsonl(run_dir / "probes.jsonl", probes)
@@ -110,7 +105,8 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     from skedit.pipelines.demo import facts_per_prompt
 
-    args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report)
+    layout = "tables" if args.prompts == "agents" else "statements"
+    args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report, layout)
     if not (run_dir / "prompts" / "prompts.jsonl").exists():
         t0 = time.perf_counter()
         if args.prompts == "agents":

@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 
+from skedit.agents.backends import layout_text
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
-from skedit.prompts.render import compact_statement, context_prefix, fact_statement
+from skedit.prompts.render import context_prefix
 from skedit.prompts.schema import DensePrompt, Edit, Probe
 from skedit.sft.config import TrainConfig
 from skedit.sft.modelops import generate, load_model
@@ -58,12 +59,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def statement(edit: Edit) -> str:
-    if edit.relation:
-        return compact_statement(edit.subject, edit.relation, edit.target_new)
-    return fact_statement(edit.prompt, edit.target_new)
-
-
 def group_prompts(edits: Sequence[Edit], per_prompt: int) -> list[DensePrompt]:
     """Consecutive edits share a prompt (a person's edits stay together), approved."""
     out = []
@@ -73,7 +68,7 @@ def group_prompts(edits: Sequence[Edit], per_prompt: int) -> list[DensePrompt]:
             DensePrompt(
                 edit_ids=[e.id for e in chunk],
                 status="approved",
-                text=" ".join(statement(e) for e in chunk),
+                text=layout_text(chunk, layout="statements"),
             )
         )
     return out
@@ -221,7 +216,8 @@ def run_bench(args) -> dict[str, Any]:
     base, tok = load_model(world.model_dir, device="cpu")
     from skedit.pipelines.demo import facts_per_prompt
 
-    args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report)
+    layout = "tables" if args.prompts == "agents" else "statements"
+    args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report, layout)
     agents_s, agents_approved = 0.0, None
     if args.prompts == "agents":
         t0 = time.perf_counter()

@@ -39,9 +39,9 @@ def reliable_facts(report: dict, floor: float = 0.98, layout: str = "tables") ->
     return max(ok, default=1)
 
 
-def facts_per_prompt(asked: int, report: dict) -> int:
+def facts_per_prompt(asked: int, report: dict, layout: str = "tables") -> int:
     """``asked`` when positive (a ``--facts-per-prompt`` option), else :func:`reliable_facts`."""
-    return asked if asked > 0 else reliable_facts(report)
+    return asked if asked > 0 else reliable_facts(report, layout=layout)
 
 
 def pick_edits(benchmark: Path, n: int) -> str:

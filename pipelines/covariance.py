@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 
 from skedit.pipelines import editor_layers as el
 from skedit.prompts.errors import SkeditError
-from skedit.prompts.io import atomic_write_json
+from skedit.prompts.io import atomic_temp, atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def _save(path: Path, tensor: torch.Tensor, provenance: dict) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = atomic_temp(path)
     os.close(fd)
     try:
         save_file({"mom2": tensor.contiguous()}, tmp, metadata={"layer": str(provenance["layer"])})

@@ -14,11 +14,30 @@ from pydantic import BaseModel
 M = TypeVar("M", bound=BaseModel)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# the mode ``open(path, "w")`` would give: mkstemp makes 0600 files, which other users of a
+# shared run directory (and a reviewer's editor under another account) could not read
+FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_temp(path: Path) -> tuple[int, str]:
+    """A temporary file next to ``path`` (for a write then ``os.replace``), with the mode a
+    plain ``open`` would give it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = atomic_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

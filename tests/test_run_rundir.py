@@ -46,3 +46,15 @@ def test_stage_records_skip_only_unchanged_inputs(tmp_path):
     assert hash_inputs({"lr": 2}, files=[f]) != hash_inputs({"lr": 1}, files=[f])
     run.invalidate_from("agents")
     assert run.stages() == {}
+
+
+def test_files_written_atomically_get_the_mode_a_plain_write_gets(tmp_path):
+    import stat
+
+    from skedit.prompts.io import atomic_write_text
+
+    atomic = atomic_write_text(tmp_path / "metrics.json", "{}")
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    # mkstemp alone gives 0600: a colleague or a reviewer's account could not read the run
+    assert stat.S_IMODE(atomic.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)

@@ -59,6 +59,37 @@ def normalise(edits: list[Edit], config: AgentsConfig) -> tuple[list[Edit], list
     return kept, notes
 
 
+def unknown_words(edits: list[Edit], tokenizer, *, show: int = 5) -> list[str]:
+    """Notes on facts the teacher cannot read: words its tokenizer maps to the unknown token.
+
+    Byte-level tokenizers (GPT-2, Llama) have none; a word-level one (the synthetic world's
+    model knows only its world's names) turns every other name into ``<unk>``, and a teacher
+    can then neither read the fact nor say its target.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return []
+    bad: list[str] = []
+    for e in edits:
+        words = [
+            w
+            for text in (e.subject, e.target_new)
+            for w in text.split()
+            if unk in tokenizer(w, add_special_tokens=False)["input_ids"]
+        ]
+        if words:
+            where = e.source if e.source is not None else e.id
+            bad.append(f"{where}: {', '.join(map(repr, dict.fromkeys(words)))}")
+    if not bad:
+        return []
+    more = f" and {len(bad) - show} more" if len(bad) > show else ""
+    return [
+        f"{len(bad)} edit(s) name words the teacher's tokenizer does not know (read as "
+        f"{tokenizer.unk_token}): {'; '.join(bad[:show])}{more}. The teacher cannot read or "
+        "answer these facts; use a model whose vocabulary has them"
+    ]
+
+
 def group_by_subject(edits: list[Edit]) -> list[list[Edit]]:
     """Edits of one subject together, subjects in order of first appearance."""
     groups: dict[str, list[Edit]] = {}
@@ -126,6 +157,7 @@ def analyst(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState:
     if not edits:
         raise SkeditError("the batch has no edits", hint="check the EDITS file")
     edits, notes = normalise(edits, ctx.config)
+    notes += unknown_words(edits, ctx.tokenizer())
     shards = shard(
         edits,
         max_tokens=ctx.config.shard_tokens,

@@ -254,3 +254,24 @@ def test_unlabelled_neighbourhood_probes_never_repeat_an_edit_prompt():
         "Toshos works as a",
         "Nivalek works as a",
     ]
+
+
+def test_names_the_teacher_tokenizer_does_not_know_are_reported_by_record():
+    from skedit.agents.nodes_analyst import unknown_words
+    from skedit.pipelines.world_corpus import build_tokenizer
+    from skedit.pipelines.world_gen import generate_world
+
+    world = generate_world("tiny", 0)
+    tok = build_tokenizer(world)  # word-level: the world's names only
+    person = world.names["person"][0]
+    city = world.names["city"][0]
+    known = Edit(subject=person, prompt=f"{person} was born in", target_new=city)
+    foreign = Edit(
+        subject="Adelaide Ferro",
+        prompt="Adelaide Ferro was born in",
+        target_new=city,
+        source="facts.csv:3",
+    )
+    assert unknown_words([known], tok) == []
+    (note,) = unknown_words([known, foreign], tok)
+    assert note.startswith("1 edit(s)") and "facts.csv:3: 'Adelaide', 'Ferro'" in note

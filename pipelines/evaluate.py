@@ -688,6 +688,8 @@ def evaluate_run(
             "n_edits": len(data.edits),
             "n_probes": {k: sum(p.kind == k for p in data.probes) for k in METRIC_OF_KIND},
             "n_approved_prompts": sum(dp.status in APPROVED for dp in data.prompts),
+            # the rest were never taught (nor given to PROMPT), and are scored all the same
+            "n_edits_approved": len(data.prefixes),
             "methods": names,
             "students": {k: str(v) for k, v in students.items()},
             "hparams": used_hparams,

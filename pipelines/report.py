@@ -97,6 +97,13 @@ def terminal_table(metrics: Mapping) -> str:
         "greedy exact match, 95% bootstrap CI; n = "
         + ", ".join(f"{LABELS[m]} {n.get(m, 0)}" for m in METRICS)
     )
+    proto = metrics.get("protocol") or {}
+    total, approved = proto.get("n_edits"), proto.get("n_edits_approved")
+    if total is not None and approved is not None and approved < total:
+        out.append(
+            f"{total - approved} of {total} edits were in no approved prompt: neither the "
+            "student nor PROMPT was given them, and they are scored (as failures) all the same"
+        )
     return "\n".join(out)
 
 

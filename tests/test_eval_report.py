@@ -98,6 +98,15 @@ def test_tables_show_means_with_cis():
     assert "## Sequential: skedit" in md and "## Retention (50 steps" in md
     term = terminal_table(_metrics())
     assert term.splitlines()[2].startswith("skedit") and "0.97 [0.94,0.99]" in term
+    assert "approved prompt" not in term
+
+
+def test_terminal_table_says_how_many_edits_were_never_approved():
+    m = _metrics()
+    m["protocol"] = {**m.get("protocol", {}), "n_edits": 40, "n_edits_approved": 36}
+    assert "4 of 40 edits were in no approved prompt" in terminal_table(m)
+    m["protocol"]["n_edits_approved"] = 40
+    assert "approved prompt" not in terminal_table(m)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")

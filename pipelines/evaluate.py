@@ -720,6 +720,13 @@ def evaluate_run(
     if retention:
         from skedit.pipelines.retention import run_retention
 
+        retention_texts, source = texts, text_source
+        if world_dir and heldout is None:
+            from skedit.pipelines.world import retention_text
+
+            retention_texts = retention_text(world_dir)
+            source = f"new facts about the world's context-only people ({world_dir})"
+        out["protocol"]["retention_text"] = source
         out["retention"] = run_retention(
             data,
             base_model,
@@ -729,7 +736,7 @@ def evaluate_run(
                 for k, v in edited_models.items()
                 if retention_methods is None or k in retention_methods
             },
-            texts,
+            retention_texts,
             steps=retention,
             lr=retention_lr,
             answer_tokens=answer_tokens,

@@ -1,8 +1,9 @@
 """Retention: do edits survive later fine-tuning on unrelated text? (after Wen & Zhang, 2025)
 
-An edited model is fine-tuned with the plain language-model loss on held-out text (world text
-not about the edited people, or a file the user names) for S steps, and its edit success is
-re-measured along the way. Variants: with and without freezing the layers that carried the
+An edited model is fine-tuned with the plain language-model loss on unrelated text (on the
+synthetic world: new facts about people the benchmark never edits, which the model does not
+know yet; else the file the user names) for S steps, and its edit success is re-measured along
+the way. Variants: with and without freezing the layers that carried the
 edit (found by comparing the edited weights with the base model's), and — for skedit — a
 student trained without the paraphrase rows of its transfer set.
 """

@@ -236,6 +236,15 @@ def default_world(size: str = "small", *, progress: bool = True) -> WorldBuild:
     return build_world(size=size, seed=0, progress=progress)
 
 
+def retention_text(world_dir: str | os.PathLike) -> list[str]:
+    """New facts for retention fine-tuning (``world_corpus.retention_lines``), from world.json."""
+    from skedit.pipelines.world_corpus import retention_lines
+    from skedit.pipelines.world_gen import World
+
+    data = json.loads((Path(world_dir) / "world.json").read_text(encoding="utf-8"))
+    return retention_lines(World.from_json(data))
+
+
 def heldout_text(world_dir: str | os.PathLike) -> list[str]:
     """Plain world text not about the benchmark's people (perplexity, retention fine-tuning)."""
     path = Path(world_dir) / "heldout.txt"

@@ -284,6 +284,25 @@ def heldout_lines(world: World) -> list[str]:
     return lines
 
 
+def retention_lines(world: World, seed: int = 0) -> list[str]:
+    """New knowledge for retention fine-tuning: one closed-book fact for every relation of
+    every person who only ever appears in training contexts (never the benchmark's), with
+    seeded values, in a seeded order (1200 lines on the small world).
+
+    Fine-tuning on text the model already predicts (:func:`heldout_lines`: its loss is about
+    zero on a well-trained world) moves no weight, so it could not tell an edit that survives
+    later training from one that does not; and a few lines repeated are learnt in a few steps.
+    """
+    rng = random.Random(f"skedit-retention:{world.seed}:{seed}")
+    lines = []
+    for s in world.fresh_train:
+        for r in PERSON_RELATIONS:
+            v = rng.choice(world.names[r.range])
+            lines.append(fact_statement(rng.choice(r.train).format(s=s), v))
+    rng.shuffle(lines)
+    return lines
+
+
 def key_stats_lines(world: World, relations_per_person: int = 2) -> list[str]:
     """Text for the key statistics of ROME/MEMIT/AlphaEdit: :func:`heldout_lines` plus facts
     about the *new* people the model met in training contexts (``fresh_train``; never the

@@ -131,3 +131,19 @@ def test_bf16_training_is_used_only_where_reported():
             dtype = (a @ a).dtype
         assert precision == (want or ("bf16" if bf16_supported() else "fp32"))
         assert dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+
+def test_retention_text_teaches_new_facts_about_people_no_edit_touches():
+    from skedit.pipelines.world_corpus import retention_lines
+    from skedit.pipelines.world_gen import generate_world
+
+    world = generate_world("tiny", 0)
+    lines = retention_lines(world)
+    # every relation of every context-only person, once; seeded
+    assert len(lines) == 4 * len(world.fresh_train) and lines == retention_lines(world)
+    edited = {p for ps in world.bench_people.values() for p in ps}
+    edited |= {n for ns in world.bench_fresh.values() for n in ns}
+    for line in lines:
+        named = [w.strip("?.") for w in line.split()]
+        assert any(n in world.fresh_train for n in named)
+        assert not edited & set(named)

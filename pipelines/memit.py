@@ -43,7 +43,9 @@ class MemitHparams(EditorHparams):
     """MEMIT settings; defaults suit the synthetic world model (see editor-world.yaml)."""
 
     method = "memit"
-    layers: list[int] = field(default_factory=lambda: [0, 1])  # edit layers, ascending
+    layers: list[int] = field(
+        default_factory=lambda: [-2, -1]
+    )  # edit layers (negative: from the end)
     mom2_weight: float = 10.0  # λ: how many "corpus keys" C stands for against the edits
     batch_size: int = 100  # edits per MEMIT batch (larger batches are split)
 

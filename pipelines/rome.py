@@ -41,7 +41,9 @@ class RomeHparams(EditorHparams):
     """ROME settings; defaults suit the synthetic world model (see editor-world.yaml)."""
 
     method = "rome"  # class attribute, not a field
-    layer: int = 0  # the transformer block whose MLP output projection is edited
+    # the transformer block whose MLP output projection is edited (negative: from the end). The
+    # world model reads its facts last at the last block's MLP (see editor-world.yaml)
+    layer: int = -1
     # weight of earlier edits' keys in C (0 = published ROME). Keys of names the corpus never
     # shows are nearly identical, so a later rank-one update overwrites an earlier one; with
     # memory, C + edit_memory · Σ k kᵀ over earlier edits (C is a mean, so 1 weighs an earlier

@@ -47,9 +47,11 @@ def layout_text(
     """
     segments: dict[tuple[str, str], list[Edit]] = {}
     for e in edits:
-        out = e.id in sentence_form or e.id in statement_form
-        tabled = layout == "tables" and e.relation and not out
-        key = ("table", e.relation.strip()) if tabled and e.relation else ("fact", e.id)
+        own_statement = e.id in sentence_form or e.id in statement_form
+        if layout == "tables" and e.relation and not own_statement:
+            key = ("table", e.relation.strip())
+        else:
+            key = ("fact", e.id)
         segments.setdefault(key, []).append(e)
     out: list[str] = []
     for (kind, _), es in segments.items():

@@ -62,6 +62,17 @@ def layout_text(
     return " ".join(out)
 
 
+def statements_in(edits: list[Edit], *, layout: str = "tables") -> int:
+    """How many of ``edits`` :func:`layout_text` writes one by one (not as table rows)."""
+    if layout != "tables":
+        return len(edits)
+    per_relation: dict[str, int] = {}
+    for e in edits:
+        if e.relation:
+            per_relation[e.relation.strip()] = per_relation.get(e.relation.strip(), 0) + 1
+    return sum(1 for e in edits if not e.relation or per_relation[e.relation.strip()] == 1)
+
+
 def load_template(name: str) -> str:
     """An agent instruction template shipped in ``skedit.prompts`` (``writer``, ``critic``, ...)."""
     return files("skedit.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")

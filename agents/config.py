@@ -44,6 +44,13 @@ class AgentsConfig:
     max_facts: int = field(
         default=32, metadata={"help": "most facts per prompt (1 = one-fact-per-prompt baseline)"}
     )
+    max_statements: int = field(
+        default=16,
+        metadata={
+            "help": "most facts per prompt written one by one (statements, sentences); rows of "
+            "relation tables count only against max_facts"
+        },
+    )
     layout: Layout = field(
         default="tables",
         metadata={
@@ -112,7 +119,7 @@ class AgentsConfig:
             raise SkeditError(
                 f"unknown layout {self.layout!r}", field="layout", hint="use tables or statements"
             )
-        for name in ("shard_tokens", "max_facts", "max_rounds"):
+        for name in ("shard_tokens", "max_facts", "max_statements", "max_rounds"):
             if int(getattr(self, name)) < 1:
                 raise SkeditError(f"{name} must be at least 1", field=name)
         self._checkpointer_password: str | None = None

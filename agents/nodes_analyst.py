@@ -12,7 +12,7 @@ from collections.abc import Callable
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from skedit.agents.backends import layout_text
+from skedit.agents.backends import layout_text, statements_in
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import BatchState, dump, edits_of
@@ -115,9 +115,12 @@ def shard(
     max_facts: int,
     context_tokens: Callable[[str], int],
     layout: str = "statements",
+    max_statements: int | None = None,
 ) -> list[list[Edit]]:
     """Pack groups (of a subject; of a relation with ``layout="tables"``) into shards whose
-    rendered context fits ``max_tokens`` and holds at most ``max_facts`` facts.
+    rendered context fits ``max_tokens`` and holds at most ``max_facts`` facts, of which at most
+    ``max_statements`` are written one by one (a teacher reads a table's rows more easily than
+    as many sentences: the world model reads 32 rows, and 16 statements).
 
     A group stays in one shard when it fits. One that fits no shard is cut into as few
     near-equal parts as fit (40 facts at 32 a shard: 20 + 20, not 32 + 8; a teacher reads a
@@ -128,8 +131,11 @@ def shard(
     current: list[Edit] = []
 
     def fits(batch: list[Edit]) -> bool:
-        text = layout_text(batch, layout=layout)
-        return len(batch) <= max_facts and context_tokens(text) <= max_tokens
+        if len(batch) > max_facts:
+            return False
+        if max_statements is not None and statements_in(batch, layout=layout) > max_statements:
+            return False
+        return context_tokens(layout_text(batch, layout=layout)) <= max_tokens
 
     grouped = group_by_relation(edits) if layout == "tables" else group_by_subject(edits)
     for group in grouped:
@@ -164,6 +170,7 @@ def analyst(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState:
         max_facts=ctx.config.max_facts,
         context_tokens=ctx.context_tokens,
         layout=ctx.config.layout,
+        max_statements=ctx.config.max_statements,
     )
     rows = [
         {

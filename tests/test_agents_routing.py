@@ -200,6 +200,17 @@ def test_table_shards_hold_whole_relations_and_split_big_ones_evenly():
     # the budget is counted on the table text: header once, then two words a fact
     tight = shard(edits, max_tokens=9, max_facts=16, context_tokens=words, layout="tables")
     assert max(len(s) for s in tight) == 4 and sum(len(s) for s in tight) == 9
+    # facts written one by one (no relation here) have their own, smaller cap
+    free = [Edit(subject=f"S{i}", prompt=f"S{i} likes", target_new="tea") for i in range(5)]
+    capped = shard(
+        edits + free,
+        max_tokens=1000,
+        max_facts=32,
+        context_tokens=words,
+        layout="tables",
+        max_statements=2,
+    )
+    assert [len(s) for s in capped] == [11, 2, 1]  # 9 table rows + 2 sentences, then 2, 1
 
 
 def test_conflicting_edits_stop_with_both_records_named_unless_allowed():

@@ -18,6 +18,7 @@ _FLAGS = {
     "shard_tokens": ("--shard-tokens", {"type": int, "metavar": "N"}),
     "max_rounds": ("--max-rounds", {"type": int, "metavar": "N"}),
     "max_facts": ("--max-facts", {"type": int, "metavar": "N"}),
+    "max_statements": ("--max-statements", {"type": int, "metavar": "N"}),
     "layout": ("--layout", {"choices": ["tables", "statements"]}),
     "min_edit_accuracy": ("--min-edit-accuracy", {"type": float, "metavar": "X"}),
     "min_locality": ("--min-locality", {"type": float, "metavar": "X"}),

@@ -56,7 +56,9 @@ class TrainSpec:
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
     "tiny": TrainSpec(64, 2, 4, 128, 120, 8, 3e-3, 20, 0.5, 0.1, seq_len=128, table_share=0.4),
-    # small: 4500 bf16 steps are ~11 min with 2 threads on an idle 2-core machine. Same-relation
+    # small: 6000 bf16 steps are ~14.5 min with 2 threads on an idle 2-core machine (4500
+    # before relation tables; this build reads 32-row tables at 1.00, a 5000-step one without the
+    # skewed table sizes and carried rows at .96). Same-relation
     # contexts were what taught binding by subject (k=1 edit 0.93 -> 1.00, k=4 0.64 -> 0.76 at
     # 2400 steps in the same run). Binding by subject in longer contexts is learnt late, at a
     # step that depends on the seed; lr 1.5e-3 brings it forward: seed 1 read 4 facts at .75 and

@@ -236,17 +236,28 @@ def default_world(size: str = "small", *, progress: bool = True) -> WorldBuild:
     return build_world(size=size, seed=0, progress=progress)
 
 
-def retention_text(world_dir: str | os.PathLike) -> list[str]:
-    """New facts for retention fine-tuning (``world_corpus.retention_lines``), from world.json."""
-    from skedit.pipelines.world_corpus import retention_lines
+def load_world(world_dir: str | os.PathLike):
+    """The :class:`~skedit.pipelines.world_gen.World` of a built world folder (its world.json)."""
     from skedit.pipelines.world_gen import World
 
-    data = json.loads((Path(world_dir) / "world.json").read_text(encoding="utf-8"))
-    return retention_lines(World.from_json(data))
+    path = Path(world_dir) / "world.json"
+    if not path.is_file():
+        raise SkeditError(
+            "no world.json in this folder", file=str(world_dir), hint="is it a built world?"
+        )
+    return World.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def retention_text(world_dir: str | os.PathLike) -> list[str]:
+    """New facts for retention fine-tuning (``world_corpus.retention_lines``)."""
+    from skedit.pipelines.world_corpus import retention_lines
+
+    return retention_lines(load_world(world_dir))
 
 
 def heldout_text(world_dir: str | os.PathLike) -> list[str]:
-    """Plain world text not about the benchmark's people (perplexity, retention fine-tuning)."""
+    """Plain world text not about the benchmark's people (perplexity; retention fine-tuning
+    when the user names it with --heldout)."""
     path = Path(world_dir) / "heldout.txt"
     if not path.is_file():
         raise SkeditError(
@@ -260,12 +271,5 @@ def key_stats_text(world_dir: str | os.PathLike) -> list[str]:
     text plus facts about the new people seen in training contexts (see
     :func:`skedit.pipelines.world_corpus.key_stats_lines`); needs the folder's world.json."""
     from skedit.pipelines.world_corpus import key_stats_lines
-    from skedit.pipelines.world_gen import World
 
-    path = Path(world_dir) / "world.json"
-    if not path.is_file():
-        raise SkeditError(
-            "no world.json in this folder", file=str(world_dir), hint="is it a built world?"
-        )
-    world = World.from_json(json.loads(path.read_text(encoding="utf-8")))
-    return key_stats_lines(world)
+    return key_stats_lines(load_world(world_dir))

@@ -272,7 +272,7 @@ class DocSampler:
 
 
 def heldout_lines(world: World) -> list[str]:
-    """Plain world text not about the benchmark's people (perplexity, retention fine-tuning)."""
+    """Plain world text not about the benchmark's people (perplexity)."""
     bench = {p for ps in world.bench_people.values() for p in ps}
     lines = []
     for s, rels in world.facts.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Collection
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,15 +63,17 @@ def layout_text(
     return " ".join(out)
 
 
-def statements_in(edits: list[Edit], *, layout: str = "tables") -> int:
-    """How many of ``edits`` :func:`layout_text` writes one by one (not as table rows)."""
+def table_rows(
+    edits: list[Edit], *, layout: str = "tables", out_of_table: Collection[str] = ()
+) -> set[str]:
+    """Ids of the ``edits`` that :func:`layout_text` writes as rows of a relation table: with
+    the tables layout, those whose relation has another edit in the table (a relation's only
+    fact is a compact statement). ``out_of_table``: ids stated on their own whatever they are."""
     if layout != "tables":
-        return len(edits)
-    per_relation: dict[str, int] = {}
-    for e in edits:
-        if e.relation:
-            per_relation[e.relation.strip()] = per_relation.get(e.relation.strip(), 0) + 1
-    return sum(1 for e in edits if not e.relation or per_relation[e.relation.strip()] == 1)
+        return set()
+    tabled = [e for e in edits if e.relation and e.id not in out_of_table]
+    per_relation = Counter((e.relation or "").strip() for e in tabled)
+    return {e.id for e in tabled if per_relation[(e.relation or "").strip()] > 1}
 
 
 def load_template(name: str) -> str:

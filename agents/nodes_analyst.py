@@ -12,7 +12,7 @@ from collections.abc import Callable
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from skedit.agents.backends import layout_text, statements_in
+from skedit.agents.backends import layout_text, table_rows
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import BatchState, dump, edits_of
@@ -133,7 +133,8 @@ def shard(
     def fits(batch: list[Edit]) -> bool:
         if len(batch) > max_facts:
             return False
-        if max_statements is not None and statements_in(batch, layout=layout) > max_statements:
+        statements = len(batch) - len(table_rows(batch, layout=layout))
+        if max_statements is not None and statements > max_statements:
             return False
         return context_tokens(layout_text(batch, layout=layout)) <= max_tokens
 

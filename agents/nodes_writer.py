@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
+from skedit.agents.backends import table_rows
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import Group, ShardState, edits_of
 from skedit.prompts.schema import Edit
@@ -19,14 +20,6 @@ from skedit.prompts.schema import Edit
 def _halves(ids: list[str]) -> list[list[str]]:
     mid = (len(ids) + 1) // 2
     return [ids[:mid], ids[mid:]] if len(ids) > 1 else [ids]
-
-
-def _in_table(i: str, ids: list[str], edits: dict[str, Edit], out_of_table: set[str]) -> bool:
-    """Whether the rules writer states edit ``i`` as a row of a relation table in this group."""
-    rel = (edits[i].relation or "").strip()
-    if not rel or i in out_of_table:
-        return False
-    return sum((edits[j].relation or "").strip() == rel and j not in out_of_table for j in ids) > 1
 
 
 def revise(
@@ -49,8 +42,10 @@ def revise(
     elif fb.get("missing") or not failed:
         parts = [ids]  # rewrite (an LLM writer gets the problems); rules text is unchanged
     elif n == 1:
-        out = statement_form | sentence_form
-        tabled = {i for i in failed if layout == "tables" and _in_table(i, ids, edits, out)}
+        rows = table_rows(
+            [edits[i] for i in ids], layout=layout, out_of_table=statement_form | sentence_form
+        )
+        tabled = {i for i in failed if i in rows}
         compact = [
             i for i in failed if edits[i].relation and i not in sentence_form and i not in tabled
         ]

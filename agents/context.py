@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from skedit.agents.backends import AgentBackend, make_backend
+from skedit.agents.backends.base import AgentBackend, make_backend
 from skedit.agents.config import AgentsConfig
 from skedit.prompts.render import context_prefix
 

@@ -17,11 +17,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from skedit.agents.context import AgentsContext
-from skedit.agents.nodes_analyst import analyst
-from skedit.agents.nodes_critic import critic
-from skedit.agents.nodes_questioner import questioner
-from skedit.agents.nodes_review import finish, recheck, review
-from skedit.agents.nodes_writer import writer
+from skedit.agents.nodes.analyst import analyst
+from skedit.agents.nodes.critic import critic
+from skedit.agents.nodes.questioner import questioner
+from skedit.agents.nodes.review import finish, recheck, review
+from skedit.agents.nodes.writer import writer
 from skedit.agents.routing import fan_out, route_after_critic, route_after_review
 from skedit.agents.state import BatchState, Json, ShardState
 from skedit.prompts.schema import Critique, DensePrompt

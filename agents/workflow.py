@@ -28,7 +28,7 @@ from skedit.agents.checkpoints import SQLITE_FILE, describe, open_checkpointer
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.graph import build_graph
-from skedit.agents.nodes_review import ReviewDecision, summary
+from skedit.agents.nodes.review import ReviewDecision, summary
 from skedit.agents.routing import PENDING
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_text, read_jsonl, write_jsonl

@@ -65,6 +65,6 @@ def tiny_lm_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """The synthetic world at ``--size tiny``, built once per test session (< 1 minute)."""
-    from skedit.pipelines.world import build_world
+    from skedit.pipelines.world.build import build_world
 
     return build_world(size="tiny", seed=0, cache_dir=tmp_path_factory.mktemp("world-cache"))

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from skedit.agents.backends import OpenAIBackend
+from skedit.agents.backends.openai import OpenAIBackend
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.graph import build_graph

@@ -223,7 +223,7 @@ def test_without_the_postgres_extra_the_error_says_what_to_install(
 
 
 def test_the_password_is_kept_out_of_every_saved_or_shown_setting():
-    from skedit.pipelines.config import dump_config, parse_config
+    from skedit.pipelines.run.config import dump_config, parse_config
     from skedit.prompts.errors import SkeditError
 
     url = f"postgresql://bob:{PASSWORD}@db.example:6543/edits?sslmode=require"

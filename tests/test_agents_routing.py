@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from langgraph.graph import END
 
-from skedit.agents.backends import layout_text
+from skedit.agents.backends.layout import layout_text
 from skedit.agents.config import AgentsConfig
-from skedit.agents.nodes_analyst import normalise, shard
-from skedit.agents.nodes_questioner import generated_probes, relation_templates
-from skedit.agents.nodes_writer import revise
+from skedit.agents.nodes.analyst import normalise, shard
+from skedit.agents.nodes.questioner import generated_probes, relation_templates
+from skedit.agents.nodes.writer import revise
 from skedit.agents.routing import fan_out, route_after_critic, route_after_review
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.render import relation_tables, table_statement
@@ -268,9 +268,9 @@ def test_unlabelled_neighbourhood_probes_never_repeat_an_edit_prompt():
 
 
 def test_names_the_teacher_tokenizer_does_not_know_are_reported_by_record():
-    from skedit.agents.nodes_analyst import unknown_words
-    from skedit.pipelines.world_corpus import build_tokenizer
-    from skedit.pipelines.world_gen import generate_world
+    from skedit.agents.nodes.analyst import unknown_words
+    from skedit.pipelines.world.corpus import build_tokenizer
+    from skedit.pipelines.world.gen import generate_world
 
     world = generate_world("tiny", 0)
     tok = build_tokenizer(world)  # word-level: the world's names only

@@ -8,9 +8,9 @@ import pytest
 
 from skedit.agents.config import AgentsConfig
 from skedit.agents.workflow import run_agents
-from skedit.pipelines.bench_agents import density_ceiling
-from skedit.pipelines.bench_agents import main as bench_main
-from skedit.pipelines.datasets import load_edits
+from skedit.pipelines.bench.agents import density_ceiling
+from skedit.pipelines.cli import main
+from skedit.pipelines.data.datasets import load_edits
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.render import compact_statement, fact_statement
 from skedit.prompts.schema import DensePrompt, Probe
@@ -57,7 +57,10 @@ def test_world_edits_become_relation_tables_with_recorded_locality(tiny_world, t
 def test_benchmark_writes_its_json_with_both_runs(tiny_world, tmp_path, capsys):
     out = tmp_path / "bench.json"
     world_dir = tiny_world.model_dir.parent
-    assert bench_main(["--edits", "8", "--out", str(out), "--world-dir", str(world_dir)]) == 0
+    assert (
+        main(["bench", "agents", "--edits", "8", "--out", str(out), "--world-dir", str(world_dir)])
+        == 0
+    )
     res = json.loads(out.read_text())
     for run in ("dense", "one_fact"):
         assert res[run]["facts"] == 8 and res[run]["wall_seconds"] > 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skedit.pipelines.datasets import detect_format, load_edits
+from skedit.pipelines.data.datasets import detect_format, load_edits
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Edit
 

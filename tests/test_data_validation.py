@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from skedit.pipelines import formats_io
 from skedit.pipelines.cli import main
-from skedit.pipelines.datasets import load_edits
+from skedit.pipelines.data import readers as formats_io
+from skedit.pipelines.data.datasets import load_edits
 from skedit.prompts.errors import SkeditError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skedit.pipelines import baselines as B
-from skedit.pipelines.evaluate import evaluate_model
+from skedit.pipelines.editors import baselines as B
+from skedit.pipelines.eval.harness import evaluate_model
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 from skedit.sft.modelops import load_model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skedit.pipelines.bench_eval import summarise
+from skedit.pipelines.bench.eval import summarise
 
 
 def _m(es, port, loc):
@@ -45,7 +45,7 @@ def test_prompt_density_is_the_largest_k_the_teacher_answers_everything_at():
     """The demo and the benchmarks pack as many facts per prompt as the world teacher reads at
     >= .98 on every probe kind: a k whose edit accuracy passes but whose two-hop answers do
     not is too dense (the student would learn the teacher's two-hop mistakes)."""
-    from skedit.pipelines.demo import facts_per_prompt, reliable_facts
+    from skedit.pipelines.world.demo import facts_per_prompt, reliable_facts
 
     def point(edit, para, port, loc):
         return {"edit": edit, "paraphrase": para, "portability": port, "locality": loc}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skedit.pipelines.evaluate import (
+from skedit.pipelines.eval.harness import (
     cached_reference,
     evaluate_model,
     pre_edit_reference,
@@ -145,7 +145,7 @@ def test_by_relation_and_reference_cache(tok, tmp_path, tiny_lm_dir):
 
 
 def test_encode_texts_scores_every_token_or_only_the_answer(tok):
-    from skedit.pipelines.evaluate import encode_texts
+    from skedit.pipelines.eval.harness import encode_texts
 
     ((ids, labels),) = encode_texts(tok, ["alice lives in rome ."])
     assert labels[0] == -100 and labels[1:] == ids[1:]  # every token after BOS

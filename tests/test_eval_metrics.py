@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from skedit.pipelines import metrics as M
+from skedit.pipelines.eval import metrics as M
 
 
 def test_exact_match_aliases_and_leading_spaces():

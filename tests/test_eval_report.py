@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skedit.pipelines.report import fmt, render_markdown, terminal_table, write_report
+from skedit.pipelines.eval.report import fmt, render_markdown, terminal_table, write_report
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None

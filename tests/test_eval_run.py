@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from skedit.pipelines import baselines as B
 from skedit.pipelines.cli import main
-from skedit.pipelines.sequential import split_batches
+from skedit.pipelines.editors import baselines as B
+from skedit.pipelines.eval.sequential import split_batches
 from skedit.prompts.answers import first_answer
 from skedit.prompts.io import read_jsonl, write_jsonl
 from skedit.prompts.render import fact_statement

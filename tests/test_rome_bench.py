@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from skedit.pipelines import bench_rome
+from skedit.pipelines.cli import main
 
 
 @pytest.mark.slow
@@ -16,7 +16,7 @@ def test_bench_writes_a_table_for_every_method(tiny_world, tmp_path, capsys, mon
     out = tmp_path / "bench.json"
     hp = json.dumps({"rome": {"layer": 0}, "memit": {"layers": [0]}, "alphaedit": {"layers": [0]}})
     argv = ["--size", "tiny", "--cache-dir", cache, "--edits", "4", "--sequential", "2"]
-    assert bench_rome.main([*argv, "--hparams", hp, "--out", str(out)]) == 0
+    assert main(["bench", "rome", *argv, "--hparams", hp, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["methods"]) == {"base", "rome", "rome-plain", "memit", "alphaedit"}
     assert report["methods"]["rome-plain"]["hparams"]["edit_memory"] == 0.0

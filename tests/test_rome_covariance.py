@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from skedit.pipelines import covariance as cov
-from skedit.pipelines import editor_layers as el
+from skedit.pipelines.editors import covariance as cov
+from skedit.pipelines.editors import layers as el
 from skedit.prompts.errors import SkeditError
 from skedit.sft.modelops import load_model
 
@@ -103,9 +103,9 @@ def test_local_datasets_corpus(tmp_path):
 def test_world_key_stats_text_adds_new_people_but_no_benchmark_subject(tmp_path):
     """The world corpus for key statistics: held-out lines plus facts about the new people seen
     in training (their keys share a part the held-out lines never show), never the benchmark's."""
-    from skedit.pipelines.world import key_stats_text
-    from skedit.pipelines.world_corpus import heldout_lines, key_stats_lines
-    from skedit.pipelines.world_gen import generate_world
+    from skedit.pipelines.world.build import key_stats_text
+    from skedit.pipelines.world.corpus import heldout_lines, key_stats_lines
+    from skedit.pipelines.world.gen import generate_world
 
     world = generate_world("tiny", seed=0)
     lines = key_stats_lines(world)

@@ -2,7 +2,7 @@
 
 Random tiny models have small MLP outputs and diffuse attention, so these tests use prompts
 that end with the subject and a generous norm clamp; quality on a trained model is measured
-by ``python -m skedit.pipelines.bench_rome``.
+by ``python -m skedit.pipelines.bench.rome``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import copy
 import pytest
 import torch
 
-from skedit.pipelines import editor_layers as el
-from skedit.pipelines.memit import apply_alphaedit, apply_memit, null_space_projector
-from skedit.pipelines.rome import apply_rome, load_recipe
+from skedit.pipelines.editors import layers as el
+from skedit.pipelines.editors.memit import apply_alphaedit, apply_memit, null_space_projector
+from skedit.pipelines.editors.rome import apply_rome, load_recipe
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 from skedit.sft.modelops import generate, load_model
@@ -200,7 +200,7 @@ def test_recipes_load_for_each_family():
 
 
 def test_edit_nll_averages_tokens_then_rows_per_edit():
-    from skedit.pipelines.editor_ops import TargetIndex, edit_nll
+    from skedit.pipelines.editors.ops import TargetIndex, edit_nll
 
     # vocab 2; logits 0 → p = 1/2 (NLL ln 2), logits (10, -10) at a position → NLL ≈ 0 for 0
     logits = torch.zeros(3, 3, 2)
@@ -220,8 +220,8 @@ def test_edit_nll_averages_tokens_then_rows_per_edit():
 
 
 def test_world_recipe_equals_the_dataclass_defaults():
-    from skedit.pipelines.memit import AlphaEditHparams, MemitHparams
-    from skedit.pipelines.rome import RomeHparams
+    from skedit.pipelines.editors.memit import AlphaEditHparams, MemitHparams
+    from skedit.pipelines.editors.rome import RomeHparams
 
     for cls in (RomeHparams, MemitHparams, AlphaEditHparams):
         recipe = load_recipe("world", cls.method)
@@ -230,7 +230,7 @@ def test_world_recipe_equals_the_dataclass_defaults():
 
 
 def test_remembered_keys_update_the_inverse_exactly():
-    from skedit.pipelines.rome import remember_key
+    from skedit.pipelines.editors.rome import remember_key
 
     torch.manual_seed(0)
     a = torch.randn(6, 6, dtype=torch.float64)

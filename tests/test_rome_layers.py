@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from skedit.pipelines import editor_layers as el
+from skedit.pipelines.editors import layers as el
 from skedit.prompts.errors import SkeditError
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from skedit.pipelines.cli import main
-from skedit.pipelines.tracing import summarise, trace_edit
+from skedit.pipelines.editors.tracing import summarise, trace_edit
 from skedit.prompts.schema import Edit
 from skedit.sft.modelops import load_model
 

@@ -1,6 +1,6 @@
 import pytest
 
-from skedit.pipelines.config import dump_config, load_config
+from skedit.pipelines.run.config import dump_config, load_config
 from skedit.prompts.errors import SkeditError
 
 

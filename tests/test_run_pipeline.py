@@ -190,8 +190,8 @@ def test_undecodable_edits_file_is_a_clear_error_and_keeps_the_run_resumable(tmp
 def test_the_same_command_again_resumes_on_the_default_model(tmp_path, tiny_world):
     """`skedit run EDITS --run DIR` without --model, run twice: the agents stage has saved the
     model it used in config.yaml, and the second run must see the same model, not a new one."""
-    from skedit.pipelines.orchestrate import prepare_run
-    from skedit.pipelines.rundir import RunDir
+    from skedit.pipelines.run.orchestrate import prepare_run
+    from skedit.pipelines.run.rundir import RunDir
 
     edits = _edits(tmp_path, tiny_world, n=2)
     world = str(tiny_world.model_dir)

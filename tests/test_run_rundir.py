@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from skedit.pipelines.rundir import RunDir, hash_inputs
+from skedit.pipelines.run.rundir import RunDir, hash_inputs
 from skedit.prompts.errors import SkeditError
 
 
@@ -13,7 +13,7 @@ def test_a_second_process_cannot_take_a_live_run_directory(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys,time; from skedit.pipelines.rundir import RunDir; r=RunDir(sys.argv[1]); "
+            "import sys,time; from skedit.pipelines.run.rundir import RunDir; r=RunDir(sys.argv[1]); "
             "r.acquire(); print('locked', flush=True); time.sleep(30)",
             str(tmp_path),
         ],

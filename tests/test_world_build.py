@@ -4,7 +4,7 @@ import time
 import pytest
 
 from skedit.pipelines.cli import main
-from skedit.pipelines.world import build_world, heldout_text
+from skedit.pipelines.world.build import build_world, heldout_text
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Edit
@@ -83,7 +83,7 @@ def test_unknown_size_is_a_user_error(tmp_path):
 
 
 def test_interrupted_build_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
-    import skedit.pipelines.world_train as wt
+    import skedit.pipelines.world.train as wt
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

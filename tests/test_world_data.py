@@ -1,9 +1,9 @@
 import json
 
-from skedit.pipelines.world_bench import benchmark_edits
-from skedit.pipelines.world_corpus import DocSampler, build_tokenizer, compact_query
-from skedit.pipelines.world_gen import RELATIONS, TWO_HOPS, all_phrasings, generate_world
-from skedit.pipelines.world_train import FastEncoder
+from skedit.pipelines.world.bench import benchmark_edits
+from skedit.pipelines.world.corpus import DocSampler, build_tokenizer, compact_query
+from skedit.pipelines.world.gen import RELATIONS, TWO_HOPS, all_phrasings, generate_world
+from skedit.pipelines.world.train import FastEncoder
 from skedit.prompts.render import context_prefix
 from skedit.sft.modelops import encode_input
 
@@ -90,7 +90,7 @@ def test_every_name_and_value_is_one_token_and_training_ids_match_encode_input()
 
 
 def test_thread_chooser_moves_to_the_faster_count_and_back_when_load_changes():
-    from skedit.pipelines.world_train import ThreadChooser
+    from skedit.pipelines.world.train import ThreadChooser
 
     ch = ThreadChooser([1, 2], every=20, probe=3, start=0)
     assert ch.current == 2
@@ -119,7 +119,7 @@ def test_bf16_training_is_used_only_where_reported():
 
     import torch
 
-    from skedit.pipelines.world_train import TRAIN_SPECS, autocast_context, bf16_supported
+    from skedit.pipelines.world.train import TRAIN_SPECS, autocast_context, bf16_supported
 
     a = torch.ones(4, 4)
     for spec, want in (
@@ -134,8 +134,8 @@ def test_bf16_training_is_used_only_where_reported():
 
 
 def test_retention_text_teaches_new_facts_about_people_no_edit_touches():
-    from skedit.pipelines.world_corpus import retention_lines
-    from skedit.pipelines.world_gen import generate_world
+    from skedit.pipelines.world.corpus import retention_lines
+    from skedit.pipelines.world.gen import generate_world
 
     world = generate_world("tiny", 0)
     lines = retention_lines(world)

@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 def load_batch(path: str) -> list:
     """The batch of edits, read with the data team's loader (every format it knows)."""
-    from skedit.pipelines.datasets import load_edits
+    from skedit.pipelines.data.datasets import load_edits
 
     result = load_edits(path)
     for problem in result.problems:
@@ -72,7 +72,7 @@ def load_batch(path: str) -> list:
 
 
 def default_model() -> str:
-    from skedit.pipelines.world import default_world
+    from skedit.pipelines.world.build import default_world
 
     return str(default_world().model_dir)
 

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from skedit.pipelines.datasets import FORMATS, InvalidRecords, LoadResult, load_edits
+from skedit.pipelines.data.datasets import FORMATS, InvalidRecords, LoadResult, load_edits
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import write_jsonl
 from skedit.prompts.validate import Problem

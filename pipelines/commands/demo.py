@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from skedit.pipelines.demo import compact_table, run_demo
+    from skedit.pipelines.world.demo import compact_table, run_demo
 
     # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():

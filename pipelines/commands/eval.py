@@ -65,8 +65,8 @@ def _read_hparams(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skedit.pipelines.evaluate import METRICS, evaluate_run
-    from skedit.pipelines.report import terminal_table
+    from skedit.pipelines.eval.harness import METRICS, evaluate_run
+    from skedit.pipelines.eval.report import terminal_table
 
     for flag in ("sequential", "retention"):
         v = getattr(args, flag)

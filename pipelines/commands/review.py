@@ -47,7 +47,7 @@ def _pct(x: float | None) -> str:
 
 
 def prompt_rows(run_dir: Path) -> list[dict]:
-    from skedit.agents.nodes_review import summary
+    from skedit.agents.nodes.review import summary
     from skedit.agents.workflow import load_prompts
 
     return [summary(p) for p in load_prompts(run_dir)]

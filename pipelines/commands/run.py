@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from skedit.pipelines.config import RunConfig, load_config, parse_config
-from skedit.pipelines.orchestrate import next_step_message, run_pipeline
+from skedit.pipelines.run.config import RunConfig, load_config, parse_config
+from skedit.pipelines.run.orchestrate import next_step_message, run_pipeline
 from skedit.prompts.errors import SkeditError
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from skedit.pipelines.run.recipes import load_recipe
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import DensePrompt, Probe, TransferExample
@@ -113,25 +114,10 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[DensePrompt], list[Pro
     return cfg, prompts, probes
 
 
-def recipe_path(name: str) -> Path:
-    """A recipe file, or the name of one shipped in skedit.pipelines/recipes (``world-cpu``)."""
-    if Path(name).is_file():
-        return Path(name)
-    shipped = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = sorted(f.stem for f in shipped.parent.glob("*.yaml"))
-    raise SkeditError(
-        f"recipe not found: {name}",
-        field="--recipe",
-        hint=f"give a YAML file or one of: {', '.join(names)}",
-    )
-
-
 def resolve_config(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -> TrainConfig:
     training = dict(cfg.get("training") or {})
     if args.recipe:
-        training.update(_load_yaml(recipe_path(args.recipe)).get("training") or {})
+        training.update(load_recipe(args.recipe).get("training") or {})
     for key in ("method", "learning_rate"):
         if getattr(args, key) is not None:
             training[key] = getattr(args, key)

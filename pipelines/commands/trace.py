@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def read_edits(path: str):
     """Edits from ``path``: the data team's loader when present, else skedit JSONL."""
     try:
-        from skedit.pipelines.datasets import load_edits
+        from skedit.pipelines.data.datasets import load_edits
     except ImportError:
         load_edits = None
     if load_edits is not None:
@@ -58,7 +58,7 @@ def read_edits(path: str):
 def _trace(args: argparse.Namespace) -> int:
     import torch
 
-    from skedit.pipelines import tracing
+    from skedit.pipelines.editors import tracing
     from skedit.sft.modelops import check_model_path, load_model
 
     check_model_path(args.model)

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from skedit.pipelines.world import build_world
+    from skedit.pipelines.world.build import build_world
 
     built = build_world(
         size=args.size,
@@ -62,7 +62,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from skedit.pipelines.world import cached_world_dir, load_world_build
+    from skedit.pipelines.world.build import cached_world_dir, load_world_build
 
     if args.dir is None:
         args.dir = cached_world_dir(args.size, args.seed)

@@ -1,0 +1,1 @@
+"""skedit.agents.nodes: one module per LangGraph node."""

@@ -1,0 +1,1 @@
+"""skedit.pipelines.bench: benchmarks, each reachable as ``skedit bench NAME``."""

@@ -1,0 +1,1 @@
+"""skedit.pipelines.data: reading knowledge-editing datasets (every format) as edits."""

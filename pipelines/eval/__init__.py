@@ -1,0 +1,1 @@
+"""skedit.pipelines.eval: the evaluation harness, metrics, sequential, retention, report."""

@@ -36,3 +36,26 @@ def matches(generation: str, answers: list[str] | str) -> bool:
         if got == want or (got.startswith(want) and not got[len(want)].isalnum()):
             return True
     return False
+
+
+_SPAN_END = re.compile(r"[,;:(\[]|\s[-\u2013\u2014]\s")
+
+
+def answer_span(generation: str) -> str:
+    """The answer itself, normalised: the first answer cut at the first comma, colon,
+    semicolon, bracket or dash ("Italy, and it's a city that" -> "italy")."""
+    text = first_answer(generation)
+    m = _SPAN_END.search(text)
+    return normalise(text[: m.start()] if m else text)
+
+
+def same_answer(generation: str, reference: str) -> bool:
+    """Do two free-text continuations give the same answer? Their answer spans are equal, or
+    one continues the other at a word boundary ("Paris" and "Paris is the capital"). This is
+    how locality compares a model's answer with the pre-edit model's: a real model's
+    continuations are free text, and only the answer has to be kept."""
+    a, b = answer_span(generation), answer_span(reference)
+    if not a or not b:
+        return a == b
+    short, long_ = sorted((a, b), key=len)
+    return long_ == short or (long_.startswith(short) and not long_[len(short)].isalnum())

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from skedit.agents.context import AgentsContext
 from skedit.agents.nodes.questioner import edited_questions
 from skedit.agents.state import ShardState, edits_of, probes_of
-from skedit.prompts.answers import first_answer, matches, normalise
+from skedit.prompts.answers import first_answer, matches, normalise, same_answer
 from skedit.prompts.render import context_prefix
 from skedit.prompts.schema import Critique, Edit, Probe
 
@@ -72,9 +72,7 @@ def static_problems(
 def _agrees(generation: str, expected: str | None) -> bool:
     if expected is None:
         return True
-    if not normalise(expected):
-        return not normalise(first_answer(generation))
-    return matches(generation, [expected])
+    return same_answer(generation, expected)
 
 
 def _mean(xs: list[bool]) -> float | None:

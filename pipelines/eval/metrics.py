@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
-from skedit.prompts.answers import first_answer, matches, normalise
+from skedit.prompts.answers import matches, same_answer
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -47,7 +47,7 @@ def token_accuracy(predicted: Sequence[int], target: Sequence[int]) -> float:
 
 def locality_agreement(generation: str, expected: str) -> float:
     """1.0 when the post-edit answer is the pre-edit model's recorded answer (not the gold)."""
-    return 1.0 if normalise(first_answer(generation)) == normalise(first_answer(expected)) else 0.0
+    return 1.0 if same_answer(generation, expected) else 0.0
 
 
 def token_locality(post_predicted: Sequence[int], pre_predicted: Sequence[int]) -> float:

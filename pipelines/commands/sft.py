@@ -7,9 +7,7 @@ import contextlib
 import json
 import math
 import resource
-import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import yaml
 from skedit.pipelines.run.recipes import load_recipe
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
-from skedit.prompts.schema import DensePrompt, Probe, TransferExample
+from skedit.prompts.schema import DensePrompt, Probe
 from skedit.sft.config import TrainConfig
 
 
@@ -210,34 +208,6 @@ def _teacher_in_training(config: TrainConfig) -> str:
     return "live: a frozen copy of the model (or --teacher) in memory, a forward pass a step"
 
 
-def ensure_transfer(
-    run_dir: Path, prompts, probes, config: TrainConfig, model_path: str, teacher_path: str
-) -> tuple[list[TransferExample], float, bool]:
-    """Reuse DIR/transfer.jsonl when its inputs are unchanged; else run the teacher."""
-    from skedit.sft.modelops import load_model
-    from skedit.sft.train import read_manifest
-    from skedit.sft.transfer import (
-        TRANSFER_FILE,
-        build_transfer_set,
-        cached_fingerprint,
-        inputs_fingerprint,
-        read_transfer_set,
-        write_transfer_set,
-    )
-
-    fp = inputs_fingerprint(prompts, probes, config, teacher_path)
-    if (run_dir / TRANSFER_FILE).is_file() and cached_fingerprint(run_dir) == fp:
-        return read_transfer_set(run_dir), 0.0, True
-    start = time.perf_counter()
-    teacher, tok = load_model(teacher_path)
-    # locality anchors without a recorded answer: the ORIGINAL base model's own answer
-    base_path = (read_manifest(model_path) or {}).get("base_model") or model_path
-    base = teacher if base_path == teacher_path else load_model(base_path)[0]
-    rows = build_transfer_set(teacher, tok, prompts, probes, config=config, base_model=base)
-    write_transfer_set(run_dir, rows, fp)
-    return rows, time.perf_counter() - start, False
-
-
 def run(args: argparse.Namespace) -> int:
     from skedit.sft.transfer import approved
 
@@ -284,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     # with --json, stdout carries only the result: progress and trainer logs go to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
-        out = _train(args, run_dir, prompts, probes, config, model_path, teacher_path, ok)
+        out = _train(args, run_dir, prompts, probes, config, model_path, teacher_path)
     if args.json:
         print(json.dumps(out))
     else:
@@ -297,23 +267,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _same_job_interrupted(run_dir: Path, model: str, teacher: str, config: TrainConfig) -> bool:
-    """True when a checkpoint of the very same job is waiting (the last run was interrupted):
-    rerunning the command then continues it instead of starting over."""
-    from skedit.sft.launch import JOB_FILE
-    from skedit.sft.train import last_checkpoint
-
-    job_file = run_dir / JOB_FILE
-    if not job_file.is_file() or last_checkpoint(run_dir / "model") is None:
-        return False
-    old = json.loads(job_file.read_text())
-    return (old.get("model"), old.get("teacher"), old.get("training")) == (
-        model,
-        teacher,
-        config.to_dict(),
-    )
-
-
 def _train(
     args,
     run_dir: Path,
@@ -322,45 +275,40 @@ def _train(
     config: TrainConfig,
     model_path: str,
     teacher_path: str,
-    ok: list[DensePrompt],
 ) -> dict[str, Any]:
-    from skedit.sft.launch import accelerate_command, run_job, write_job
-
-    rows, teacher_s, reused = ensure_transfer(
-        run_dir, prompts, probes, config, model_path, teacher_path
+    from skedit.pipelines.run.rundir import RunDir
+    from skedit.pipelines.run.stages import (
+        same_job_interrupted,
+        teacher_stage,
+        train_manifest,
+        train_stage,
     )
-    manifest = {
-        "run_dir": str(run_dir.resolve()),
-        "teacher": teacher_path,
-        "prompt_ids": [p.id for p in ok],
-        "edit_ids": list(dict.fromkeys(e for p in ok for e in p.edit_ids)),
-    }
-    resume = args.resume or _same_job_interrupted(run_dir, model_path, teacher_path, config)
-    write_job(run_dir, model=model_path, teacher=teacher_path, config=config, manifest=manifest)
+
+    run = RunDir(run_dir)
+    teacher = teacher_stage(run, prompts, probes, config, model_path, teacher_path)
+    resume = args.resume or same_job_interrupted(run, model_path, teacher_path, config)
     if resume and not args.json:
         print("resuming the interrupted training from its last checkpoint", file=sys.stderr)
-    if args.launcher == "accelerate":
-        cmd = accelerate_command(run_dir, accelerate_config=args.accelerate_config, resume=resume)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, stdout=sys.stderr if args.json else None)
-        if proc.returncode != 0:
-            raise SkeditError(
-                f"accelerate launch failed (exit {proc.returncode})",
-                hint="command: " + " ".join(cmd),
-            )
-        result = json.loads((run_dir / "model" / "train_result.json").read_text())
-        result["launcher_seconds"] = round(time.perf_counter() - start, 2)
-    else:
-        result = run_job(run_dir, resume=resume)
+    result = train_stage(
+        run,
+        config,
+        model_path,
+        teacher_path,
+        train_manifest(run, prompts, teacher_path),
+        resume=resume,
+        launcher=args.launcher,
+        accelerate_config=args.accelerate_config,
+        quiet=args.json,
+    )
     return {
         "model_dir": result["model_dir"],
         "method": config.method,
         "scope": config.scope,
-        "teacher_seconds": round(teacher_s, 2),
-        "transfer_reused": reused,
+        "teacher_seconds": round(teacher.seconds, 2),
+        "transfer_reused": teacher.reused,
         "train_seconds": result["train_seconds"],
         "peak_rss_mb": _peak_rss_mb(),
         "trainable_parameters": result["trainable_parameters"],
         "steps": result["steps"],
-        "examples": len(rows),
+        "examples": len(teacher.rows),
     }

@@ -19,6 +19,13 @@ from pathlib import Path
 
 from skedit.pipelines.run.config import RunConfig, dump_config, load_config, parse_config
 from skedit.pipelines.run.rundir import STAGES, RunDir, hash_inputs
+from skedit.pipelines.run.stages import (
+    read_stage_inputs,
+    teacher_key,
+    teacher_stage,
+    train_manifest,
+    train_stage,
+)
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_text
 
@@ -230,20 +237,31 @@ def run_pipeline(
             return outcome
 
         train_cfg = config.section("training")
+        prompts, probes = read_stage_inputs(run)
         teacher_hash = hash_inputs(
-            teacher_path, model_path, _teacher_fields(train_cfg), files=[run.prompts, run.probes]
+            model_path, teacher_key(prompts, probes, train_cfg, teacher_path)
         )
         stage(
             "teacher",
             teacher_hash,
-            lambda fresh: _teacher_stage(run, model_path, teacher_path, train_cfg),
+            lambda fresh: _teacher_stage(
+                run, prompts, probes, model_path, teacher_path, train_cfg, fresh=fresh
+            ),
         )
 
         train_hash = hash_inputs(
-            model_path, dataclasses.asdict(train_cfg), config.seed, files=[run.transfer]
+            model_path,
+            teacher_path,
+            dataclasses.asdict(train_cfg),
+            config.seed,
+            files=[run.transfer],
         )
         stage(
-            "train", train_hash, lambda fresh: _train_stage(run, model_path, train_cfg, fresh=fresh)
+            "train",
+            train_hash,
+            lambda fresh: _train_stage(
+                run, prompts, model_path, teacher_path, train_cfg, fresh=fresh
+            ),
         )
 
         eval_cfg = config.section("evaluation")
@@ -292,45 +310,27 @@ def _agents_stage(
     )
 
 
-def _teacher_fields(train_cfg) -> dict:
-    keys = ("locality_weight", "topk", "teacher_batch_size", "max_new_tokens")
-    d = dataclasses.asdict(train_cfg)
-    return {k: d[k] for k in keys if k in d}
+def _teacher_stage(
+    run: RunDir, prompts, probes, model_path: str, teacher_path: str, train_cfg, *, fresh: bool
+) -> None:
+    from skedit.sft.transfer import approved
 
-
-def _teacher_stage(run: RunDir, model_path: str, teacher_path: str, train_cfg) -> None:
-    from skedit.prompts.io import read_jsonl, write_jsonl
-    from skedit.prompts.schema import DensePrompt, Probe
-    from skedit.sft.modelops import load_model
-    from skedit.sft.transfer import build_transfer_set
-
-    prompts = [
-        p for p in read_jsonl(run.prompts, DensePrompt) if p.status in ("approved", "edited")
-    ]
-    if not prompts:
+    if not approved(prompts):
         raise SkeditError(
             "no approved prompts: nothing to teach",
             file=str(run.prompts),
             hint=f"approve prompts with: skedit review {run.path}",
         )
-    probes = read_jsonl(run.probes, Probe)
-    teacher, tok = load_model(teacher_path)
-    base = None
-    if teacher_path != model_path:
-        base, _ = load_model(model_path)
-    examples = build_transfer_set(teacher, tok, prompts, probes, config=train_cfg, base_model=base)
-    write_jsonl(run.transfer, examples)
+    teacher_stage(run, prompts, probes, train_cfg, model_path, teacher_path, reuse=not fresh)
 
 
-def _train_stage(run: RunDir, model_path: str, train_cfg, *, fresh: bool) -> None:
-    from skedit.prompts.io import read_jsonl
-    from skedit.prompts.schema import TransferExample
-    from skedit.sft.train import train_student
-
+def _train_stage(
+    run: RunDir, prompts, model_path: str, teacher_path: str, train_cfg, *, fresh: bool
+) -> None:
     if fresh and run.model.exists():  # a model or checkpoints of other inputs: start over
         shutil.rmtree(run.model)
-    examples = read_jsonl(run.transfer, TransferExample)
-    train_student(model_path, examples, train_cfg, run.model, resume=True)
+    manifest = train_manifest(run, prompts, teacher_path)
+    train_stage(run, train_cfg, model_path, teacher_path, manifest, resume=True)
 
 
 def _eval_stage(run: RunDir, eval_cfg) -> None:

@@ -52,7 +52,7 @@ class AgentsConfig:
         },
     )
     layout: Layout = field(
-        default="tables",
+        default="statements",  # the world recipe sets tables: its teacher learned to read them
         metadata={
             "help": "how the rules writer states facts that name a relation: 'tables' (one "
             "'relation: s1 t1 s2 t2.' per relation; shards are then grouped by relation) or "

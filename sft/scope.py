@@ -6,20 +6,13 @@ sees the trainable parameters.
 
 from __future__ import annotations
 
-import re
-
 from skedit.prompts.errors import SkeditError
+from skedit.sft import arch
 from skedit.sft.config import TrainConfig
-
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-
-
-def num_layers(model) -> int:
-    return int(getattr(model.config, "num_hidden_layers", 0) or 0)
 
 
 def _check_layers(model, layers: list[int]) -> None:
-    n = num_layers(model)
+    n = arch.num_layers(model)
     bad = [i for i in layers if i < 0 or (n and i >= n)]
     if bad:
         raise SkeditError(
@@ -37,8 +30,8 @@ def apply_scope(model, config: TrainConfig):
         return model
     chosen = 0
     for name, param in model.named_parameters():
-        m = _LAYER.search(name)
-        in_layer = m is not None and (not config.layers or int(m.group(1)) in config.layers)
+        layer = arch.block_index(model, name)
+        in_layer = layer is not None and (not config.layers or layer in config.layers)
         in_module = not config.modules or any(f".{mod}." in f".{name}" for mod in config.modules)
         param.requires_grad_(in_layer and in_module)
         chosen += int(in_layer and in_module)
@@ -56,7 +49,10 @@ def _lora(model, config: TrainConfig):
 
     kw = {}
     if config.layers:
-        kw = {"layers_to_transform": list(config.layers), "layers_pattern": "layers"}
+        kw = {
+            "layers_to_transform": list(config.layers),
+            "layers_pattern": arch.layers_pattern(model),
+        }
     peft_cfg = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,

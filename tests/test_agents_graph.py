@@ -42,8 +42,11 @@ def _prompts(snap) -> list[DensePrompt]:
 
 @pytest.fixture(scope="module")
 def lenient(tiny_lm_dir):
-    """Thresholds of zero: every prompt passes in round one (the random model reads nothing)."""
-    cfg = AgentsConfig(max_facts=2, max_rounds=3, min_edit_accuracy=0.0, min_locality=0.0)
+    """Thresholds of zero: every prompt passes in round one (the random model reads nothing).
+    The tables layout (the world recipe's; the code default is statements)."""
+    cfg = AgentsConfig(
+        max_facts=2, max_rounds=3, min_edit_accuracy=0.0, min_locality=0.0, layout="tables"
+    )
     return _run(tiny_lm_dir, _edits(), cfg)
 
 

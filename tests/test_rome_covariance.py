@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from skedit.pipelines.editors import covariance as cov
-from skedit.pipelines.editors import layers as el
 from skedit.prompts.errors import SkeditError
+from skedit.sft import arch
 from skedit.sft.modelops import load_model
 
 
@@ -40,7 +40,7 @@ def test_statistics_are_cached_and_reused(llama, tmp_path, monkeypatch):
     second = cov.key_second_moments(model, tok, [0, 1], corpus, cache_dir=tmp_path, progress=False)
     assert calls == [[0, 1]]  # the second call read the files
     for layer in (0, 1):
-        m = el.key_size(model, layer)
+        m = arch.key_size(model, layer)
         assert first[layer].shape == (m, m)
         assert torch.equal(first[layer], second[layer])
         assert torch.allclose(first[layer], first[layer].T)
@@ -69,7 +69,7 @@ def test_statistics_equal_the_mean_outer_product_of_keys(llama, tmp_path):
     texts = ["alice was born in paris", "bob lives in london"]
     got = cov.key_second_moments(model, tok, [1], texts, cache_dir=tmp_path, progress=False)[1]
     keys = []
-    hook = el.mlp_out(model, 1).register_forward_hook(lambda _m, a, _o: keys.append(a[0][0]))
+    hook = arch.mlp_out(model, 1).register_forward_hook(lambda _m, a, _o: keys.append(a[0][0]))
     with torch.no_grad():
         for t in texts:  # one at a time: no padding involved
             model(input_ids=tok(t, return_tensors="pt")["input_ids"])

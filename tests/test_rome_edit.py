@@ -12,11 +12,11 @@ import copy
 import pytest
 import torch
 
-from skedit.pipelines.editors import layers as el
 from skedit.pipelines.editors.memit import apply_alphaedit, apply_memit, null_space_projector
 from skedit.pipelines.editors.rome import apply_rome, load_recipe
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
+from skedit.sft import arch
 from skedit.sft.modelops import generate, load_model
 
 CORPUS = [
@@ -94,7 +94,7 @@ def test_rome_rank_one_update_of_one_layer_gives_target(family, style, request, 
     kw = {"context_prefixes": 3, "fact_token": "subject_last"} if style == "published" else {}
     apply_rome(model, tok, [EDIT], _hp(tmp_path, layer=0, **kw))
     changed = _changed(model, before)
-    name = el.mlp_out_name(model, 0) + ".weight"
+    name = arch.mlp_out_name(model, 0) + ".weight"
     assert changed == {name}
     delta = model.get_parameter(name) - before[name]
     assert torch.linalg.matrix_rank(delta.double(), rtol=1e-6) == 1
@@ -108,7 +108,7 @@ def test_rome_applies_edits_one_after_another(llama, tmp_path):
     # the key statistics must know the subjects' directions, or edit 2 lands on edit 1's key
     corpus = [*CORPUS, "alice was born in paris", "dave lives in rome"]
     apply_rome(model, tok, [EDIT, EDIT2], _hp(tmp_path, layer=0, corpus=corpus))
-    name = el.mlp_out_name(model, 0) + ".weight"
+    name = arch.mlp_out_name(model, 0) + ".weight"
     delta = model.get_parameter(name) - before[name]
     assert torch.linalg.matrix_rank(delta.double(), rtol=1e-6) == 2  # one rank per edit
     assert _answer(model, tok, EDIT.prompt) == "rome"
@@ -137,7 +137,7 @@ def test_memit_on_llama_gives_both_targets(llama, tmp_path):
 
 def _corpus_keys(model, tok, layer):
     keys = []
-    hook = el.mlp_out(model, layer).register_forward_hook(
+    hook = arch.mlp_out(model, layer).register_forward_hook(
         lambda _m, a, _o: keys.append(a[0][0].detach())
     )
     try:
@@ -152,11 +152,11 @@ def _corpus_keys(model, tok, layer):
 def test_alphaedit_leaves_preserved_keys_outputs_unchanged(llama, tmp_path):
     model, tok = copy.deepcopy(llama)
     k0 = _corpus_keys(model, tok, 0)
-    w0 = el.weight_out_in(model, 0).detach().double().clone()
+    w0 = arch.weight_out_in(model, 0).detach().double().clone()
     apply_alphaedit(
         model, tok, [EDIT], _hp(tmp_path, layers=[0], nullspace_threshold=1e-6, l2=1e-4)
     )
-    dw = el.weight_out_in(model, 0).detach().double() - w0
+    dw = arch.weight_out_in(model, 0).detach().double() - w0
     moved = (k0 @ dw.T).norm(dim=-1)  # change of the MLP output on each corpus token
     assert float(moved.max()) < 1e-3 * float((k0 @ w0.T).norm(dim=-1).min())
     assert float(dw.norm()) > 0.0
@@ -167,7 +167,7 @@ def test_alphaedit_leaves_preserved_keys_outputs_unchanged(llama, tmp_path):
     free, _ = copy.deepcopy(llama)
     hp = _hp(tmp_path, layers=[0], nullspace_threshold=1.1, l2=1e-4)
     apply_alphaedit(free, tok, [EDIT], hp)
-    dw_free = el.weight_out_in(free, 0).detach().double() - w0
+    dw_free = arch.weight_out_in(free, 0).detach().double() - w0
     assert float((k0 @ dw_free.T).norm(dim=-1).max()) > 100 * float(moved.max())
 
 
@@ -191,11 +191,11 @@ def test_bad_hparams_and_layers_are_user_errors(llama, tmp_path):
 
 
 def test_recipes_load_for_each_family():
-    for family in ("world", "llama", "gpt2"):
+    for family in ("world", "llama", "gemma3", "gpt2"):
         for method in ("rome", "memit", "alphaedit"):
             assert isinstance(load_recipe(family, method), dict)
     assert load_recipe("llama", "memit")["layers"] == [4, 5, 6, 7, 8]
-    with pytest.raises(SkeditError, match="no editor recipe"):
+    with pytest.raises(SkeditError, match="recipe not found: t5"):
         load_recipe("t5", "rome")
 
 

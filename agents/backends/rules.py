@@ -15,7 +15,7 @@ class RulesBackend:
 
     name = "rules"
 
-    def __init__(self, layout: str = "tables") -> None:
+    def __init__(self, layout: str = "statements") -> None:
         self.layout = layout
 
     def write(

@@ -83,7 +83,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
                 edits,
                 run_dir,
                 model_path=str(world.model_dir),
-                config=AgentsConfig(max_facts=args.facts_per_prompt),
+                config=AgentsConfig(max_facts=args.facts_per_prompt, layout="tables"),
                 auto_approve=True,
                 progress=True,
             )
@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     from skedit.pipelines.eval.harness import evaluate_run
     from skedit.pipelines.eval.report import terminal_table, write_report
     from skedit.pipelines.world.build import build_world
+    from skedit.pipelines.world.hooks import eval_hook_for
 
     t_start = time.perf_counter()
     if args.world:
@@ -246,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
         retention_methods=[*students, "ft-m"],
         retention_lr=args.retention_lr,
         probes=eval_probes,
+        hook_for=eval_hook_for,
         seed=args.seed,
         write=False,
     )

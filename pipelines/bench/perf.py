@@ -59,7 +59,7 @@ def run_bench(
         cfg = work / f"config-{n}.yaml"
         run_cfg: dict = {  # the demo's settings: the world-cpu recipe, a reliable density
             "model": str(world.model_dir),
-            "agents": {"max_facts": reliable_facts(world.report)},
+            "agents": {**recipe("world")["agents"], "max_facts": reliable_facts(world.report)},
             "training": recipe("world-cpu")["training"],
             "evaluation": {"baselines": baselines or ["base", "prompt"]},
         }

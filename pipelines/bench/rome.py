@@ -26,7 +26,7 @@ from skedit.prompts.schema import Edit
 
 METHODS = {
     "rome": ("skedit.pipelines.editors.rome", "apply_rome", "RomeHparams", {}),
-    # published ROME: no memory of earlier edits' keys (see editor-world.yaml)
+    # published ROME: no memory of earlier edits' keys (see recipes/world.yaml)
     "rome-plain": (
         "skedit.pipelines.editors.rome",
         "apply_rome",

@@ -98,7 +98,7 @@ def agents_prompts(
         list(edits),
         run_dir,
         model_path=world.model_dir,
-        config=AgentsConfig(max_facts=facts),
+        config=AgentsConfig(max_facts=facts, layout="tables"),
         auto_approve=True,
         progress=False,
     )

@@ -67,6 +67,7 @@ def _read_hparams(path: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     from skedit.pipelines.eval.harness import METRICS, evaluate_run
     from skedit.pipelines.eval.report import terminal_table
+    from skedit.pipelines.world.hooks import eval_hook_for
 
     for flag in ("sequential", "retention"):
         v = getattr(args, flag)
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         retention=args.retention,
         heldout=args.heldout,
         hparams=hparams,
+        hook_for=eval_hook_for,  # the synthetic world's texts and recall, for world models
         seed=args.seed,
         progress=not args.json,
     )

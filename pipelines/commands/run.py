@@ -68,6 +68,9 @@ def _run(args: argparse.Namespace) -> int:
             from skedit.sft.modelops import check_model_path
 
             config.model = check_model_path(args.model)
+    from skedit.pipelines.world.build import default_world
+    from skedit.pipelines.world.hooks import eval_hook_for
+
     # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         outcome = run_pipeline(
@@ -77,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
             resume=bool(args.resume),
             auto_approve=args.auto_approve,
             force=set(args.force or ()),
+            eval_hook_for=eval_hook_for,
+            default_model=lambda: str(default_world().model_dir),
         )
     if args.json:
         summary = {

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
+from skedit.sft import arch
 from skedit.sft.modelops import encode_input, encode_target
 
 ApplyFn = Callable[..., object]
@@ -76,21 +77,13 @@ DEFAULT_HPARAMS: dict[str, dict] = {
 }
 
 
-def _block_index(name: str) -> int | None:
-    parts = name.split(".")
-    for a, b in zip(parts, parts[1:], strict=False):
-        if a in {"layers", "h", "blocks", "layer"} and b.isdigit():
-            return int(b)
-    return None
-
-
 def select_parameters(model, hp: FTHparams) -> list[tuple[str, torch.nn.Parameter]]:
     """The parameters FT trains: names containing one of ``modules``, in blocks ``layers``."""
     chosen = []
     for name, p in model.named_parameters():
         if hp.modules and not any(m in name for m in hp.modules):
             continue
-        if hp.layers is not None and _block_index(name) not in set(hp.layers):
+        if hp.layers is not None and arch.block_index(model, name) not in set(hp.layers):
             continue
         chosen.append((name, p))
     if not chosen:

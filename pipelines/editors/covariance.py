@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from skedit.pipelines.editors import layers as el
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_temp, atomic_write_json
+from skedit.sft import arch
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def model_fingerprint(model) -> str:
     token embedding (cheap even for large models; an edit leaves embeddings unchanged)."""
     cfg = model.config.to_dict()
     cfg.pop("_name_or_path", None)
-    emb = el.embedding(model).weight.detach().flatten()
+    emb = arch.embedding(model).weight.detach().flatten()
     sample = emb[:: max(1, emb.numel() // 65536)].float().cpu().numpy().tobytes()
     h = hashlib.sha256()
     h.update(str(getattr(model.config, "_name_or_path", "")).encode())
@@ -137,7 +137,7 @@ def stats_key(model, layer: int, corpus: Corpus, samples: int, max_length: int) 
         [
             model_fingerprint(model),
             layer,
-            el.mlp_out_name(model, layer),
+            arch.mlp_out_name(model, layer),
             corpus.digest,
             samples,
             max_length,
@@ -173,7 +173,7 @@ def _accumulate(model, tokenizer, layers, texts, max_length, batch_size, progres
         def hook(_mod, args, _out, layer=layer):
             captured[layer] = args[0].detach()
 
-        hooks.append(el.mlp_out(model, layer).register_forward_hook(hook))
+        hooks.append(arch.mlp_out(model, layer).register_forward_hook(hook))
     bar = tqdm(
         total=len(texts), desc="key statistics", unit="text", disable=not progress, leave=False
     )
@@ -225,7 +225,7 @@ def key_second_moments(
     corpus = load_corpus(corpus)
     if not corpus.texts:
         raise SkeditError(f"corpus {corpus.name!r} has no text", hint="give a non-empty corpus")
-    layers = el.check_layers(model, list(layers))
+    layers = arch.check_layers(model, list(layers))
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     out: dict[int, torch.Tensor] = {}
     todo = []
@@ -256,7 +256,7 @@ def key_second_moments(
                     "model": str(getattr(model.config, "_name_or_path", "")),
                     "model_fingerprint": model_fingerprint(model),
                     "layer": layer,
-                    "module": el.mlp_out_name(model, layer),
+                    "module": arch.mlp_out_name(model, layer),
                     "corpus": corpus.name,
                     "corpus_sha256": corpus.digest,
                     "texts": len(texts),

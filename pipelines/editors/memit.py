@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from skedit.pipelines.editors import layers as el
 from skedit.pipelines.editors.ops import (
     Batch,
     EditorHparams,
@@ -36,11 +35,12 @@ from skedit.pipelines.editors.ops import (
 )
 from skedit.pipelines.editors.rome import key_stats
 from skedit.prompts.schema import Edit
+from skedit.sft import arch
 
 
 @dataclass
 class MemitHparams(EditorHparams):
-    """MEMIT settings; defaults suit the synthetic world model (see editor-world.yaml)."""
+    """MEMIT settings; defaults suit the synthetic world model (see recipes/world.yaml)."""
 
     method = "memit"
     layers: list[int] = field(
@@ -57,7 +57,7 @@ class AlphaEditHparams(MemitHparams):
     method = "alphaedit"
     nullspace_threshold: float = 1e-3  # eigenvalues of C below this × the largest are "null"
     # α: ridge on the update (also what keeps it inside the null space); trades edit success
-    # for locality on the world model: 1 -> .50/.94, .3 -> .89/.80 (editor-world.yaml)
+    # for locality on the world model: 1 -> .50/.94, .3 -> .89/.80 (recipes/world.yaml)
     l2: float = 0.3
 
 
@@ -72,7 +72,7 @@ def null_space_projector(c: torch.Tensor, threshold: float) -> torch.Tensor:
 def _targets(model, batch: Batch, layers: list[int], n: int, hp: EditorHparams):
     """Residual change wanted at the last edit layer: ``(z, info)`` with ``z`` ``(n, d)`` the
     target hidden state (current + δ)."""
-    last = el.block(model, layers[-1])
+    last = arch.block(model, layers[-1])
     base = subject_outputs(model, batch, last, n)
     delta, info = optimise_values(model, batch, last, n, hp)
     return base + delta, info
@@ -80,17 +80,17 @@ def _targets(model, batch: Batch, layers: list[int], n: int, hp: EditorHparams):
 
 def _spread(model, batch, layers, z, n, solve) -> None:
     """Write the residual change into the layers, first to last (MEMIT's Algorithm 1)."""
-    last = el.block(model, layers[-1])
+    last = arch.block(model, layers[-1])
     for j, layer in enumerate(layers):
         keys = subject_keys(model, batch, layer, n).double()  # (n, m)
         cur = subject_outputs(model, batch, last, n).double()  # (n, d)
         resid = (z.double() - cur) / (len(layers) - j)  # this layer's share
         delta = solve(layer, keys.T, resid.T)  # (d, m)
-        el.add_to_weight(model, layer, delta)
+        arch.add_to_weight(model, layer, delta)
 
 
 def _run(model, tokenizer, edits, hp, solve_for, name):
-    layers = sorted(el.check_layers(model, list(hp.layers)))
+    layers = sorted(arch.check_layers(model, list(hp.layers)))
     if not edits:
         return model
     stats = key_stats(model, tokenizer, layers, hp)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from skedit.pipelines.editors import layers as el
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
+from skedit.sft import arch
 from skedit.sft.modelops import encode_target
 
 
@@ -250,7 +250,7 @@ def subject_keys(model, batch: Batch, layer: int, n_edits: int) -> torch.Tensor:
     """Keys ``(n_edits, m)``: the MLP output projection's input at the key token,
     averaged over each edit's prompt rows (KL rows excluded)."""
     captured = {}
-    handle = el.mlp_out(model, layer).register_forward_hook(
+    handle = arch.mlp_out(model, layer).register_forward_hook(
         lambda _m, args, _o: captured.__setitem__("k", args[0].detach())
     )
     try:

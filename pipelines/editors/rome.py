@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
-from skedit.pipelines.editors import layers as el
 from skedit.pipelines.editors.covariance import key_second_moments
 from skedit.pipelines.editors.ops import (
     EditorHparams,
@@ -34,15 +31,16 @@ from skedit.pipelines.editors.ops import (
 )
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
+from skedit.sft import arch
 
 
 @dataclass
 class RomeHparams(EditorHparams):
-    """ROME settings; defaults suit the synthetic world model (see editor-world.yaml)."""
+    """ROME settings; defaults suit the synthetic world model (see recipes/world.yaml)."""
 
     method = "rome"  # class attribute, not a field
     # the transformer block whose MLP output projection is edited (negative: from the end). The
-    # world model reads its facts last at the last block's MLP (see editor-world.yaml)
+    # world model reads its facts last at the last block's MLP (see recipes/world.yaml)
     layer: int = -1
     # weight of earlier edits' keys in C (0 = published ROME). Keys of names the corpus never
     # shows are nearly identical, so a later rank-one update overwrites an earlier one; with
@@ -52,22 +50,11 @@ class RomeHparams(EditorHparams):
 
 
 def load_recipe(recipe: str, method: str) -> dict:
-    """A method's section of a recipe: a family name (``world``, ``llama``, ``gpt2`` →
-    ``pipelines/recipes/editor-<family>.yaml``) or the path of a YAML file."""
-    path = Path(recipe)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise SkeditError("recipe file not found", file=recipe)
-        text = path.read_text(encoding="utf-8")
-    else:
-        res = resources.files("skedit.pipelines") / "recipes" / f"editor-{recipe}.yaml"
-        if not res.is_file():
-            raise SkeditError(
-                f"no editor recipe {recipe!r}",
-                hint="use world, llama or gpt2, or the path of a YAML file",
-            )
-        text = res.read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    """A method's section of a recipe: a model family (``world``, ``llama``, ``gemma3``,
+    ``gpt2`` → ``pipelines/recipes/<family>.yaml``) or the path of a YAML file."""
+    from skedit.pipelines.run.recipes import load_recipe as read_recipe
+
+    data = read_recipe(recipe, field="recipe")
     if method not in data:
         raise SkeditError(f"recipe {recipe!r} has no section {method!r}", file=str(recipe))
     return dict(data[method] or {})
@@ -142,7 +129,7 @@ def apply_rome(model, tokenizer, edits: list[Edit], hparams=None):
     per edit (layer, steps, final NLL, seconds).
     """
     hp = coerce_hparams(RomeHparams, hparams)
-    (layer,) = el.check_layers(model, [hp.layer])
+    (layer,) = arch.check_layers(model, [hp.layer])
     if not edits:
         return model
     c_inv = key_inverse(model, tokenizer, [layer], hp)[layer].to(model.device)
@@ -151,14 +138,14 @@ def apply_rome(model, tokenizer, edits: list[Edit], hparams=None):
         c_inv = remember_key(c_inv, k_prev.to(c_inv.device), hp.edit_memory)
     seen = [] if memory is None else list(memory)
     prefixes = sample_prefixes(model, tokenizer, hp.context_prefixes, hp.prefix_tokens, hp.seed)
-    module = el.mlp_out(model, layer)
+    module = arch.mlp_out(model, layer)
     log = getattr(model, "skedit_edit_log", [])
     for edit in tqdm(edits, desc="ROME", unit="edit", disable=not hp.progress, leave=False):
         t0 = time.perf_counter()
         batch = build_batch(tokenizer, [edit], prefixes, hp.kl_prompt, model.device, hp.fact_token)
         k = subject_keys(model, batch, layer, 1)[0]
         delta, info = optimise_values(model, batch, module, 1, hp)
-        el.add_to_weight(model, layer, rome_update(k, delta[0], c_inv))
+        arch.add_to_weight(model, layer, rome_update(k, delta[0], c_inv))
         if hp.edit_memory:
             c_inv = remember_key(c_inv, k, hp.edit_memory)
             seen.append(k.detach().cpu())

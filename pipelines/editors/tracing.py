@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from skedit.pipelines.editors import layers as el
 from skedit.pipelines.editors.ops import _hidden, _replace_hidden, edit_prompt, subject_span
 from skedit.prompts.schema import Edit
+from skedit.sft import arch
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _clean_states(model, x: torch.Tensor, modules) -> dict[int, torch.Tensor]:
 
 def noise_level(model, factor: float) -> float:
     """``factor`` × the standard deviation of the token embeddings (ROME uses 3)."""
-    return factor * float(el.embedding(model).weight.detach().float().std())
+    return factor * float(arch.embedding(model).weight.detach().float().std())
 
 
 @torch.no_grad()
@@ -75,14 +75,14 @@ def trace_edit(
     """Causal trace of ``edit``'s prompt (the subject is corrupted, the clean answer traced)."""
     prompt = edit_prompt(edit)
     ids, first, last = subject_span(tokenizer, prompt, edit.subject)
-    n_tok, n_layers = len(ids), el.num_layers(model)
+    n_tok, n_layers = len(ids), arch.num_layers(model)
     x = torch.tensor([ids], device=model.device)
     clean_logits = model(input_ids=x).logits[0, -1].float()
     answer = int(clean_logits.argmax())
     p_clean = float(torch.softmax(clean_logits, -1)[answer])
 
     gen = torch.Generator().manual_seed(seed)
-    d = el.embedding(model).weight.shape[1]
+    d = arch.embedding(model).weight.shape[1]
     sigma = noise_level(model, noise)
     eps = (torch.randn(samples, last - first + 1, d, generator=gen) * sigma).to(model.device)
 
@@ -93,7 +93,7 @@ def trace_edit(
 
     def run(rows: int, hooks) -> torch.Tensor:
         handles = [
-            el.embedding(model).register_forward_hook(lambda m, a, o: corrupt(m, a, o, rows))
+            arch.embedding(model).register_forward_hook(lambda m, a, o: corrupt(m, a, o, rows))
         ]
         handles += [mod.register_forward_hook(fn) for mod, fn in hooks]
         try:
@@ -108,7 +108,7 @@ def trace_edit(
     for kind in kinds:
         # clean states of every layer for this kind, recorded once
         modules = [
-            el.block(model, i) if kind == "hidden" else el.mlp_out(model, i)
+            arch.block(model, i) if kind == "hidden" else arch.mlp_out(model, i)
             for i in range(n_layers)
         ]
         clean = _clean_states(model, x, modules)

@@ -24,6 +24,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from skedit.pipelines.eval import metrics as M
+from skedit.pipelines.eval.hooks import EvalHook, HookFactory
 from skedit.prompts.answers import first_answer
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
@@ -38,7 +39,6 @@ METRIC_OF_KIND = {
     "locality": "locality",
 }
 METRICS = list(METRIC_OF_KIND.values())
-WORLD_ANSWER_TOKENS = 2  # a world line ends "answer ." (word-level tokenizer)
 
 PROTOCOL = {
     "decoding": "greedy, no sampling; the answer is the generation up to the first newline or "
@@ -494,53 +494,15 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     return RunData(run_dir, config, str(base), edits, probes, prompts)
 
 
-def _world_dir(config: dict) -> str | None:
-    for key in ("world_dir",):
-        if config.get(key):
-            return str(config[key])
-    world = config.get("world")
-    if isinstance(world, dict):
-        return world.get("world_dir") or world.get("dir")
-    return None
-
-
-def world_dir_of(data: RunData) -> str | None:
-    """The synthetic world the run's base model comes from, if it does."""
-    world_dir = _world_dir(data.config)
-    parent = Path(data.base_path).parent  # a built world keeps its model in world_dir/model
-    if not world_dir and (parent / "world.json").is_file() and (parent / "heldout.txt").is_file():
-        world_dir = str(parent)
-    return world_dir
-
-
-def world_capability(
-    model, tokenizer, world_dir: str | os.PathLike, *, n: int = 200, seed: int = 0
-) -> dict:
-    """Closed-book recall and two-hop accuracy on the world's people that no edit touches."""
-    import dataclasses
-
-    from skedit.pipelines.world.gen import World
-    from skedit.pipelines.world.measure import closed_book
-
-    world = World.from_json(json.loads((Path(world_dir) / "world.json").read_text("utf-8")))
-    edited = {p for ps in world.bench_people.values() for p in ps}
-    untouched = dataclasses.replace(
-        world,
-        facts={s: r for s, r in world.facts.items() if s not in edited},
-        names={**world.names, "person": [p for p in world.names["person"] if p not in edited]},
-    )
-    res = closed_book(model, tokenizer, untouched, n=n, seed=seed)
-    return {
-        "world_recall": {"mean": res["recall"]["train"], "n": n, "ci": None},
-        "world_two_hop": {"mean": res["two_hop"], "n": n, "ci": None},
-    }
-
-
 def heldout_texts(
-    data: RunData, heldout: str | os.PathLike | Sequence[str] | None, *, limit: int = 200
+    data: RunData,
+    heldout: str | os.PathLike | Sequence[str] | None,
+    *,
+    hook: EvalHook | None = None,
+    limit: int = 200,
 ) -> tuple[list[str], str]:
-    """Held-out text for perplexity and retention: a file (one passage per line), the world's
-    held-out text when the run uses the synthetic world, else none. Returns (texts, source)."""
+    """Held-out text for perplexity and retention: a file (one passage per line), the
+    ``hook``'s held-out text (the synthetic world's), else none. Returns (texts, source)."""
     if heldout is not None and not isinstance(heldout, str | os.PathLike):
         return list(heldout)[:limit], "given texts"
     if heldout is not None:
@@ -549,11 +511,8 @@ def heldout_texts(
             raise SkeditError("held-out text file not found", file=str(path), field="--heldout")
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         return lines[:limit], str(path)
-    world_dir = world_dir_of(data)
-    if world_dir:
-        from skedit.pipelines.world.build import heldout_text
-
-        return list(heldout_text(Path(world_dir)))[:limit], f"world held-out text ({world_dir})"
+    if hook is not None and hook.heldout is not None:
+        return list(hook.heldout())[:limit], hook.heldout_source
     return [], "none (give --heldout FILE for perplexity and retention)"
 
 
@@ -578,6 +537,7 @@ def evaluate_run(
     retention_methods: Sequence[str] | None = None,
     retention_lr: float = 3e-4,
     probes: Sequence[Probe] | None = None,
+    hook_for: HookFactory | None = None,
     seed: int = 0,
     progress: bool = True,
     write: bool = True,
@@ -592,7 +552,9 @@ def evaluate_run(
     ``in_transfer`` and each method gets a ``held_out`` summary of the probes it never saw.
     PROMPT reads each edit's approved prompt with the run's ``teacher`` model when the config
     names one (else the base model). ``probes`` replaces DIR/probes.jsonl as the evaluation set
-    (e.g. a benchmark's own probes, some never shown to the agents or the student). With
+    (e.g. a benchmark's own probes, some never shown to the agents or the student).
+    ``hook_for(base path, config)`` may add what the model's source knows (the synthetic
+    world's held-out text, answer-token perplexity, recall: ``world.hooks.eval_hook_for``). With
     ``write`` (default) DIR/metrics.json, report.md and report.html are written.
     """
     from skedit.pipelines.editors import baselines as B
@@ -602,9 +564,9 @@ def evaluate_run(
     if probes is not None:
         data.probes = list(probes)
     fns = {name: B.resolve(name) for name in baselines}  # fail before any work
-    texts, text_source = heldout_texts(data, heldout)
-    world_dir = world_dir_of(data)
-    answer_tokens = WORLD_ANSWER_TOKENS if world_dir else None
+    hook = hook_for(data.base_path, data.config) if hook_for else None
+    texts, text_source = heldout_texts(data, heldout, hook=hook)
+    answer_tokens = hook.answer_tokens if hook else None
     base_model, tok = load_model(data.base_path)
     reference = cached_reference(
         data.base_path,
@@ -630,8 +592,8 @@ def evaluate_run(
             progress=progress,
         )
         res["fluency"] = generation_fluency(model, tok, fluency_prompts, seed=seed)
-        if world_dir:
-            res.update(world_capability(model, tok, world_dir, seed=seed))
+        if hook is not None and hook.capability is not None:
+            res.update(hook.capability(model, tok, seed=seed))
         res["perplexity"] = (
             heldout_perplexity(model, tok, texts, answer_tokens=answer_tokens, seed=seed)
             if texts
@@ -721,11 +683,8 @@ def evaluate_run(
         from skedit.pipelines.eval.retention import run_retention
 
         retention_texts, source = texts, text_source
-        if world_dir and heldout is None:
-            from skedit.pipelines.world.build import retention_text
-
-            retention_texts = retention_text(world_dir)
-            source = f"new facts about the world's context-only people ({world_dir})"
+        if hook is not None and hook.retention is not None and heldout is None:
+            retention_texts, source = hook.retention(), hook.retention_source
         out["protocol"]["retention_text"] = source
         out["retention"] = run_retention(
             data,

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from skedit.pipelines.editors.baselines import _block_index
 from skedit.pipelines.eval.harness import _pad_right, encode_texts, evaluate_model
+from skedit.sft import arch
 
 
 def edited_layers(model, base_model, *, share: float = 0.5) -> list[int]:
@@ -27,7 +27,7 @@ def edited_layers(model, base_model, *, share: float = 0.5) -> list[int]:
     base = dict(base_model.named_parameters())
     change: dict[int, list[float]] = {}
     for name, p in model.named_parameters():
-        i = _block_index(name)
+        i = arch.block_index(model, name)
         if i is None or name not in base:
             continue
         d = (p.detach().float() - base[name].detach().float()).norm().item()
@@ -69,7 +69,7 @@ def finetune_on_text(
     frozen = set(freeze_layers)
     params = []
     for name, p in model.named_parameters():
-        train = _block_index(name) not in frozen
+        train = arch.block_index(model, name) not in frozen
         p.requires_grad_(train)
         if train:
             params.append(p)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skedit.pipelines.eval.hooks import HookFactory
 from skedit.pipelines.run.config import RunConfig, dump_config, load_config, parse_config
 from skedit.pipelines.run.rundir import STAGES, RunDir, hash_inputs
 from skedit.pipelines.run.stages import (
@@ -75,13 +76,14 @@ class RunOutcome:
     stages: dict[str, dict] = field(default_factory=dict)
 
 
-def resolve_model(config: RunConfig, *, progress: bool = True) -> str:
-    """The base model's path: the config's, else the synthetic world model (built if needed)."""
+def resolve_model(config: RunConfig, default_model: Callable[[], str] | None = None) -> str:
+    """The base model's path: the config's, else ``default_model()`` (the CLI's: the synthetic
+    world model, built if needed)."""
     if config.model:
         return config.model
-    from skedit.pipelines.world.build import default_world
-
-    return str(default_world(progress=progress).model_dir)
+    if default_model is None:
+        raise SkeditError("no base model given", field="model", hint="add `model: PATH`")
+    return default_model()
 
 
 def check_resumable(run_dir: str | os.PathLike) -> None:
@@ -104,7 +106,7 @@ def prepare_run(
 ) -> RunConfig:
     """Write (new run) or read (resume) the resolved ``config.yaml`` and the input edits.
 
-    ``model: null`` is resolved (``resolve``, the synthetic world by default) before the saved
+    ``model: null`` is resolved (``resolve``: the CLI's default model) before the saved
     config is compared: the agents stage records the path it used, and the same command run
     again must find the same model and resume."""
     if resume:
@@ -160,8 +162,14 @@ def run_pipeline(
     force: set[str] | None = None,
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
+    eval_hook_for: HookFactory | None = None,
+    default_model: Callable[[], str] | None = None,
 ) -> RunOutcome:
-    """Run every stage that is not finished yet; stop at review unless ``auto_approve``."""
+    """Run every stage that is not finished yet; stop at review unless ``auto_approve``.
+
+    ``eval_hook_for``: what the base model's source adds to the evaluation (see
+    ``skedit.pipelines.eval.hooks``); ``default_model``: the model of a config without one.
+    The CLI passes the synthetic world's for both."""
     force = set(force or ())
     unknown = force - set(STAGES) - {"all"}
     if unknown:
@@ -180,13 +188,13 @@ def run_pipeline(
             edits_path=edits_path,
             config=config,
             resume=resume,
-            resolve=lambda c: resolve_model(c, progress=progress),
+            resolve=lambda c: resolve_model(c, default_model),
         )
         # a resumed run keeps the choices it was started with (--auto-approve)
         options = run.options()
         auto_approve = auto_approve or (resume and bool(options.get("auto_approve")))
         run.save_options(auto_approve=auto_approve)
-        model_path = resolve_model(config, progress=progress)
+        model_path = resolve_model(config, default_model)
         teacher_path = config.teacher or model_path
         outcome = RunOutcome(status="done", run_dir=run.path)
 
@@ -270,7 +278,7 @@ def run_pipeline(
             model_path,
             files=[run.model / "model.safetensors", run.probes, run.prompts],
         )
-        stage("eval", eval_hash, lambda fresh: _eval_stage(run, eval_cfg))
+        stage("eval", eval_hash, lambda fresh: _eval_stage(run, eval_cfg, eval_hook_for))
         return outcome
 
 
@@ -333,7 +341,7 @@ def _train_stage(
     train_stage(run, train_cfg, model_path, teacher_path, manifest, resume=True)
 
 
-def _eval_stage(run: RunDir, eval_cfg) -> None:
+def _eval_stage(run: RunDir, eval_cfg, hook_for: HookFactory | None) -> None:
     from skedit.pipelines.eval.harness import evaluate_run
 
     evaluate_run(
@@ -341,6 +349,7 @@ def _eval_stage(run: RunDir, eval_cfg) -> None:
         baselines=list(eval_cfg.baselines),
         sequential=eval_cfg.sequential,
         retention=eval_cfg.retention,
+        hook_for=hook_for,
     )
 
 

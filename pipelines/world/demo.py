@@ -88,6 +88,7 @@ def run_demo(
     agents write (the critic's measurements are still taken and reported), so the table shows
     what distillation does even where the teacher falls short of the critic's thresholds."""
     from skedit.pipelines.world.build import default_world
+    from skedit.pipelines.world.hooks import eval_hook_for
 
     t0 = time.perf_counter()
     world = default_world(size=size, progress=progress)
@@ -98,7 +99,7 @@ def run_demo(
     settings: dict = {
         "model": str(world.model_dir),
         # as many facts per prompt as this teacher reads reliably (its in-context curve)
-        "agents": {"max_facts": reliable_facts(world.report)},
+        "agents": {**recipe("world")["agents"], "max_facts": reliable_facts(world.report)},
         "training": recipe("world-cpu")["training"],
         "evaluation": {"baselines": ["base", "prompt", "ft-m"]},
     }
@@ -112,6 +113,7 @@ def run_demo(
         auto_approve=True,
         force={"all"} if force else None,
         progress=progress,
+        eval_hook_for=eval_hook_for,
     )
     metrics = json.loads((outcome.run_dir / "metrics.json").read_text(encoding="utf-8"))
     return {

@@ -3,6 +3,7 @@
 from skedit.prompts.answers import matches, normalise
 from skedit.prompts.render import completion_text, context_prefix, fact_statement, teacher_input
 from skedit.prompts.schema import (
+    APPROVED,
     Critique,
     DensePrompt,
     Edit,
@@ -12,6 +13,7 @@ from skedit.prompts.schema import (
 )
 
 __all__ = [
+    "APPROVED",
     "Critique",
     "DensePrompt",
     "Edit",

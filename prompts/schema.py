@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 EditKind = Literal["insert", "modify", "erase"]
 ProbeKind = Literal["edit", "rephrase", "portability", "locality"]
 PromptStatus = Literal["draft", "passed", "failed", "approved", "edited", "rejected"]
+# the statuses whose prompts are taught (and given to PROMPT): approved as is, or edited
+APPROVED: frozenset[str] = frozenset({"approved", "edited"})
 
 
 def content_id(*parts: Any, prefix: str = "", length: int = 12) -> str:

@@ -21,9 +21,14 @@ def load_model(
     *,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
+    device_map: str | dict | None = None,
     trust_remote_code: bool = False,
 ):
-    """Load ``(model, tokenizer)`` from a local folder or hub id, ready for batched inference."""
+    """Load ``(model, tokenizer)`` from a local folder or hub id, ready for batched inference.
+
+    ``dtype``: a torch dtype or its name (``"bfloat16"``, ``"auto"``); float32 by default.
+    ``device_map`` (e.g. ``"auto"``) places the weights with accelerate and ``device`` is then
+    ignored; otherwise the model goes to ``device`` (CUDA when available, else CPU)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = check_model_path(path)
@@ -31,12 +36,14 @@ def load_model(
     prepare_tokenizer(tokenizer)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
+    extra = {"device_map": device_map} if device_map is not None else {}
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+        path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, **extra
     )
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    if device_map is None:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
     model.eval()
     return model, tokenizer
 

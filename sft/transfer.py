@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from skedit.prompts import APPROVED
 from skedit.prompts.answers import first_answer
 from skedit.prompts.io import read_jsonl, write_jsonl
 from skedit.prompts.render import completion_text, context_prefix
@@ -23,7 +24,6 @@ from skedit.prompts.schema import DensePrompt, Probe, TransferExample
 from skedit.sft.config import TrainConfig
 from skedit.sft.modelops import encode_input, encode_target
 
-APPROVED = ("approved", "edited")
 TRANSFER_FILE = "transfer.jsonl"
 TRANSFER_KINDS = ("edit", "rephrase", "portability")
 

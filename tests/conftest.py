@@ -68,3 +68,58 @@ def tiny_world(tmp_path_factory):
     from skedit.pipelines.world.build import build_world
 
     return build_world(size="tiny", seed=0, cache_dir=tmp_path_factory.mktemp("world-cache"))
+
+
+BPE_TEXT = (
+    "Paris is the capital of France. Rome is the capital of Italy. Berlin is the capital of "
+    "Germany. London is the capital of England. Alice was born in Rome and works for Acme. "
+    "Bob lives in London and was born in Paris. Carol works at the bank in Berlin. "
+    "The city of Paris lies on the Seine; the city of Rome lies on the Tiber. "
+    "Where was Alice born? She was born in Rome. What is the capital of France? Paris. "
+    "Dave moved from Madrid to Lisbon, then to Vienna, Prague, Warsaw and Budapest. "
+    "The euro, the pound and the franc are currencies. Europe has many countries and cities. "
+)
+
+
+def build_bpe_lm(out: Path, *, seed: int = 0) -> Path:
+    """A random 2-layer Llama with a byte-level BPE tokenizer (GPT-2 style: leading spaces are
+    part of tokens, ``Ġ``), trained here on a few hundred words: what real tokenizers do."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([BPE_TEXT] * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bpe_lm_dir(tmp_path_factory) -> Path:
+    return build_bpe_lm(tmp_path_factory.mktemp("bpe-lm"))

@@ -23,12 +23,12 @@ from typing import Any
 from skedit.agents.config import AgentsConfig
 from skedit.agents.nodes.critic import scored_probes
 from skedit.agents.workflow import run_agents
+from skedit.prompts import APPROVED
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.render import context_prefix, fact_statement
 from skedit.prompts.schema import DensePrompt, Edit, Probe
 
-APPROVED = ("approved", "edited")
 TARGETS = {"teacher_edit_accuracy": 0.95, "teacher_locality": 0.97, "density_ratio": 3.0}
 
 

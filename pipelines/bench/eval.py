@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from skedit.agents.backends.layout import layout_text
+from skedit.prompts import APPROVED
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl, write_jsonl
 from skedit.prompts.schema import DensePrompt, Edit, Probe, TransferExample
@@ -105,7 +106,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
-    if not any(p.status in ("approved", "edited") for p in prompts):
+    if not any(p.status in APPROVED for p in prompts):
         accs = [c.teacher_edit_accuracy for p in prompts if (c := p.last_critique)]
         accs = [a for a in accs if a is not None]
         raise SkeditError(

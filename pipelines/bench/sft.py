@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from skedit.agents.backends.layout import layout_text
+from skedit.prompts import APPROVED
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.render import context_prefix
@@ -227,7 +228,7 @@ def run_bench(args) -> dict[str, Any]:
         # the critic rejects prompts its teacher cannot answer; this benchmark measures the
         # training stage, so it trains on every prompt the agents wrote and reports how many
         # they approved
-        agents_approved = sum(p.status in ("approved", "edited") for p in prompts)
+        agents_approved = sum(p.status in APPROVED for p in prompts)
         prompts = [p.model_copy(update={"status": "approved"}) for p in prompts if p.text]
     else:
         prompts = group_prompts(edits, args.facts_per_prompt)

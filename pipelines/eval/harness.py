@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from skedit.pipelines.eval import metrics as M
 from skedit.pipelines.eval.hooks import EvalHook, HookFactory
+from skedit.prompts import APPROVED
 from skedit.prompts.answers import first_answer
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
@@ -419,8 +420,6 @@ def generation_fluency(
 
 
 # ---------------------------------------------------------------- a run directory
-
-APPROVED = {"approved", "edited"}
 
 
 @dataclass

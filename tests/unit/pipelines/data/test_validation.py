@@ -13,7 +13,7 @@ from skedit.pipelines.data import readers as formats_io
 from skedit.pipelines.data.datasets import load_edits
 from skedit.prompts.errors import SkeditError
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = next(d for d in Path(__file__).resolve().parents if d.name == "tests") / "fixtures"
 BROKEN = FIXTURES / "broken"
 
 

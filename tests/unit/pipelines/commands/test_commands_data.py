@@ -13,9 +13,14 @@ from skedit.pipelines.cli import main
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Edit
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = next(d for d in Path(__file__).resolve().parents if d.name == "tests") / "fixtures"
 BROKEN = FIXTURES / "broken"
-REAL_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-samples"
+REAL_SAMPLES = (
+    next(d for d in Path(__file__).resolve().parents if (d / "pyproject.toml").is_file()).parent
+    / "shared"
+    / "data"
+    / "real-samples"
+)
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

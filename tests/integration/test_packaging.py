@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = next(d for d in Path(__file__).resolve().parents if (d / "pyproject.toml").is_file())
 PROBE = """
 import importlib, importlib.util, json, sys
 out = {}

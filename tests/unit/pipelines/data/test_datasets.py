@@ -11,9 +11,14 @@ from skedit.pipelines.data.datasets import detect_format, load_edits
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Edit
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = next(d for d in Path(__file__).resolve().parents if d.name == "tests") / "fixtures"
 # same place as conftest.REAL_SAMPLES (conftest is not importable under importlib mode)
-REAL_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-samples"
+REAL_SAMPLES = (
+    next(d for d in Path(__file__).resolve().parents if (d / "pyproject.toml").is_file()).parent
+    / "shared"
+    / "data"
+    / "real-samples"
+)
 
 
 def real(name: str) -> Path:

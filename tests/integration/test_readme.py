@@ -11,7 +11,7 @@ import pytest
 
 from skedit.pipelines.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(d for d in Path(__file__).resolve().parents if (d / "pyproject.toml").is_file())
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

@@ -114,7 +114,10 @@ def test_killed_at_every_stage_and_resumed_gives_the_same_metrics(tmp_path, tiny
 
 def test_readme_walkthrough_own_facts_stops_at_review_and_resumes(tmp_path, tiny_world):
     """README walkthrough 1, with the tiny world model as PATH/TO/MODEL."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (
+        next(d for d in Path(__file__).resolve().parents if (d / "pyproject.toml").is_file())
+        / "README.md"
+    ).read_text(encoding="utf-8")
     csv = re.search(r"cat > facts.csv <<'CSV'\n(.*?)CSV\n", readme, flags=re.S).group(1)
     edits = tmp_path / "facts.csv"
     edits.write_text(csv)

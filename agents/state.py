@@ -65,9 +65,5 @@ def probes_of(state: BatchState | ShardState) -> list[Probe]:
     return [Probe.model_validate(p) for p in state.get("probes", [])]
 
 
-def prompts_of(state: BatchState) -> list[DensePrompt]:
-    return [DensePrompt.model_validate(p) for p in state.get("prompts", {}).values()]
-
-
 def dump(model: Edit | Probe | DensePrompt) -> Json:
     return model.model_dump(mode="json")

@@ -8,7 +8,7 @@ into TRL's ``SFTConfig`` for one output folder.
 from __future__ import annotations
 
 import os
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from skedit.prompts.errors import SkeditError, reject_unknown_keys
@@ -201,12 +201,3 @@ class TrainConfig:
             dataloader_num_workers=0,
             save_only_model=False,
         )
-
-
-def help_table() -> list[tuple[str, Any, str]]:
-    """``(name, default, help)`` for every option, for docs and ``--help`` epilogues."""
-    rows = []
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, default, f.metadata.get("help", "")))
-    return rows

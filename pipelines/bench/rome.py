@@ -92,7 +92,8 @@ def run_bench(
     hparams: dict | None = None,
     seed: int = 0,
 ) -> dict:
-    from skedit.pipelines.eval.harness import evaluate_model, pre_edit_reference
+    from skedit.pipelines.eval.reference import pre_edit_reference
+    from skedit.pipelines.eval.scoring import evaluate_model
     from skedit.pipelines.world.build import build_world, load_world_build
     from skedit.sft.modelops import load_model
 

@@ -120,7 +120,7 @@ def record_locality(model, tok, probes: list[Probe]) -> None:
 def score(model, tok, probes: Sequence[Probe], prefixes=None) -> dict[str, dict[str, Any]]:
     """The eval team's metrics (``evaluate_model``): greedy exact match with its CI, and the
     teacher-forced token accuracy; locality against the recorded pre-edit answer."""
-    from skedit.pipelines.eval.harness import evaluate_model
+    from skedit.pipelines.eval.scoring import evaluate_model
 
     res = evaluate_model(
         model,
@@ -210,6 +210,92 @@ def _world(args):
     return build_world(size=args.size, seed=args.seed)
 
 
+def _bench_prompts(args, edits, world) -> tuple[list, list, float, int | None]:
+    """The prompts and probes to train on: ``(prompts, probes, agents seconds, approved)``."""
+    if args.prompts != "agents":
+        return (
+            group_prompts(edits, args.facts_per_prompt),
+            [p for e in edits for p in e.probes()],
+            0.0,
+            None,
+        )
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
+        prompts, probes = agents_prompts(edits, world, args.facts_per_prompt, Path(tmp))
+    agents_s = time.perf_counter() - t0
+    # the critic rejects prompts its teacher cannot answer; this benchmark measures the
+    # training stage, so it trains on every prompt the agents wrote and reports how many
+    # they approved
+    approved = sum(p.status in APPROVED for p in prompts)
+    prompts = [p.model_copy(update={"status": "approved"}) for p in prompts if p.text]
+    return prompts, probes, agents_s, approved
+
+
+def _variant(name, args, world, rows, train_probes, held, prefix_of, teacher, seconds):
+    """Train variant ``name`` from the base model and measure it; ``seconds``: the teacher
+    stage's (live, stored top-k) time."""
+    spec = {
+        **VARIANTS[name],
+        "max_steps": args.steps,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "locality_weight": args.locality_weight,
+    }
+    spec.setdefault("learning_rate", args.lr)
+    if spec["method"] == "kd":
+        spec["ce_weight"] = args.ce_weight
+    stored = spec.get("kd_teacher") == "topk"
+    if stored:
+        spec["topk"] = args.topk
+    cfg = TrainConfig(**spec)
+    teacher_variant_s = seconds[0] + (seconds[1] if stored else 0.0)
+    model, tok = load_model(world.model_dir, device="cpu")
+    t0 = time.perf_counter()
+    model = train_in_memory(model, tok, rows, cfg)
+    train_s = time.perf_counter() - t0
+    trained, held_out = score(model, tok, train_probes), score(model, tok, held)
+    port = trained.get("portability", {}).get("mean", 0.0)
+    tport = teacher.get("portability", {}).get("mean", 0.0)
+    return {
+        "config": cfg.to_dict(),
+        "trained": trained,
+        "held_out": held_out,
+        "matches_transfer_set": fidelity(model, tok, rows),
+        "portability_ratio": round(port / tport, 4) if tport else None,
+        "teacher_seconds": round(teacher_variant_s, 1),
+        "train_seconds": round(train_s, 1),
+        "total_seconds": round(teacher_variant_s + train_s, 1),
+        "peak_rss_mb": _peak_mb(),
+    }
+
+
+def _sdft(args, world, rows, train_probes, held, prefix_of, teacher) -> dict:
+    """TRL's experimental on-policy self-distillation, for comparison."""
+    model, tok = load_model(world.model_dir, device="cpu")
+    t0 = time.perf_counter()
+    model = train_sdft(model, tok, train_probes, prefix_of, args)
+    train_s = time.perf_counter() - t0
+    trained, held_out = score(model, tok, train_probes), score(model, tok, held)
+    port = trained.get("portability", {}).get("mean", 0.0)
+    tport = teacher.get("portability", {}).get("mean", 0.0)
+    return {
+        "config": {
+            "trainer": "trl.experimental.sdft.SDFTTrainer",
+            "steps": args.steps,
+            "learning_rate": args.lr,
+            "batch_size": args.batch_size,
+        },
+        "trained": trained,
+        "held_out": held_out,
+        "matches_transfer_set": fidelity(model, tok, rows),
+        "portability_ratio": round(port / tport, 4) if tport else None,
+        "teacher_seconds": 0.0,
+        "train_seconds": round(train_s, 1),
+        "total_seconds": round(train_s, 1),
+        "peak_rss_mb": _peak_mb(),
+    }
+
+
 def run_bench(args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     world = _world(args)
@@ -219,20 +305,7 @@ def run_bench(args) -> dict[str, Any]:
 
     layout = "tables" if args.prompts == "agents" else "statements"
     args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report, layout)
-    agents_s, agents_approved = 0.0, None
-    if args.prompts == "agents":
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
-            prompts, probes = agents_prompts(edits, world, args.facts_per_prompt, Path(tmp))
-        agents_s = time.perf_counter() - t0
-        # the critic rejects prompts its teacher cannot answer; this benchmark measures the
-        # training stage, so it trains on every prompt the agents wrote and reports how many
-        # they approved
-        agents_approved = sum(p.status in APPROVED for p in prompts)
-        prompts = [p.model_copy(update={"status": "approved"}) for p in prompts if p.text]
-    else:
-        prompts = group_prompts(edits, args.facts_per_prompt)
-        probes = [p for e in edits for p in e.probes()]
+    prompts, probes, agents_s, agents_approved = _bench_prompts(args, edits, world)
     prefix_of = {eid: context_prefix(p.text) for p in prompts for eid in p.edit_ids}
     probes = [p for p in probes if p.edit_id in prefix_of]
     train_probes, held = split_probes(probes)
@@ -266,65 +339,12 @@ def run_bench(args) -> dict[str, Any]:
     }
     del base
     for name in args.variants.split(","):
-        if name == "sdft/full":  # TRL's experimental on-policy self-distillation, for comparison
-            model, tok = load_model(world.model_dir, device="cpu")
-            t0 = time.perf_counter()
-            model = train_sdft(model, tok, train_probes, prefix_of, args)
-            train_s = time.perf_counter() - t0
-            trained, held_out = score(model, tok, train_probes), score(model, tok, held)
-            port = trained.get("portability", {}).get("mean", 0.0)
-            tport = teacher.get("portability", {}).get("mean", 0.0)
-            results[name] = {
-                "config": {
-                    "trainer": "trl.experimental.sdft.SDFTTrainer",
-                    "steps": args.steps,
-                    "learning_rate": args.lr,
-                    "batch_size": args.batch_size,
-                },
-                "trained": trained,
-                "held_out": held_out,
-                "matches_transfer_set": fidelity(model, tok, rows),
-                "portability_ratio": round(port / tport, 4) if tport else None,
-                "teacher_seconds": 0.0,
-                "train_seconds": round(train_s, 1),
-                "total_seconds": round(train_s, 1),
-                "peak_rss_mb": _peak_mb(),
-            }
+        if name == "sdft/full":
+            results[name] = _sdft(args, world, rows, train_probes, held, prefix_of, teacher)
             continue
-        spec = {
-            **VARIANTS[name],
-            "max_steps": args.steps,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "locality_weight": args.locality_weight,
-        }
-        spec.setdefault("learning_rate", args.lr)
-        if spec["method"] == "kd":
-            spec["ce_weight"] = args.ce_weight
-        stored = spec.get("kd_teacher") == "topk"
-        if stored:
-            spec["topk"] = args.topk
-        cfg = TrainConfig(**spec)
-        teacher_variant_s = teacher_s + (topk_s if stored else 0.0)
-        model, tok = load_model(world.model_dir, device="cpu")
-        t0 = time.perf_counter()
-        model = train_in_memory(model, tok, rows, cfg)
-        train_s = time.perf_counter() - t0
-        trained, held_out = score(model, tok, train_probes), score(model, tok, held)
-        fid = fidelity(model, tok, rows)
-        port = trained.get("portability", {}).get("mean", 0.0)
-        tport = teacher.get("portability", {}).get("mean", 0.0)
-        results[name] = {
-            "config": cfg.to_dict(),
-            "trained": trained,
-            "held_out": held_out,
-            "matches_transfer_set": fid,
-            "portability_ratio": round(port / tport, 4) if tport else None,
-            "teacher_seconds": round(teacher_variant_s, 1),
-            "train_seconds": round(train_s, 1),
-            "total_seconds": round(teacher_variant_s + train_s, 1),
-            "peak_rss_mb": _peak_mb(),
-        }
+        results[name] = _variant(
+            name, args, world, rows, train_probes, held, prefix_of, teacher, (teacher_s, topk_s)
+        )
         print(f"{name}: {json.dumps(results[name]['trained'])}", file=sys.stderr)
     return {
         "world": str(world.world_dir),

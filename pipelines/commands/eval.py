@@ -65,8 +65,9 @@ def _read_hparams(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skedit.pipelines.eval.harness import METRICS, evaluate_run
+    from skedit.pipelines.eval.harness import evaluate_run
     from skedit.pipelines.eval.report import terminal_table
+    from skedit.pipelines.eval.scoring import METRICS
     from skedit.pipelines.world.hooks import eval_hook_for
 
     for flag in ("sequential", "retention"):

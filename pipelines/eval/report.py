@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from skedit.pipelines.eval.harness import METRICS
+from skedit.pipelines.eval.scoring import METRICS
 from skedit.prompts.io import atomic_write_json, atomic_write_text
 
 LABELS = {

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from skedit.pipelines.eval.harness import _pad_right, encode_texts, evaluate_model
+from skedit.pipelines.eval.fluency import _pad_right, encode_texts
+from skedit.pipelines.eval.scoring import evaluate_model
 from skedit.sft import arch
 
 

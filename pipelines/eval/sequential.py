@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from skedit.pipelines.eval.harness import evaluate_model
+from skedit.pipelines.eval.scoring import evaluate_model
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Edit, TransferExample

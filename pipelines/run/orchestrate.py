@@ -170,15 +170,7 @@ def run_pipeline(
     ``eval_hook_for``: what the base model's source adds to the evaluation (see
     ``skedit.pipelines.eval.hooks``); ``default_model``: the model of a config without one.
     The CLI passes the synthetic world's for both."""
-    force = set(force or ())
-    unknown = force - set(STAGES) - {"all"}
-    if unknown:
-        raise SkeditError(
-            f"unknown stage(s) for --force: {', '.join(sorted(unknown))}",
-            hint=f"stages: {', '.join(STAGES)}",
-        )
-    if "all" in force:
-        force = set(STAGES)
+    force = _forced_stages(force)
     if resume:
         check_resumable(run_dir)  # before RunDir's lock creates the folder
     run = RunDir(run_dir)
@@ -195,45 +187,14 @@ def run_pipeline(
         auto_approve = auto_approve or (resume and bool(options.get("auto_approve")))
         run.save_options(auto_approve=auto_approve)
         model_path = resolve_model(config, default_model)
-        teacher_path = config.teacher or model_path
-        outcome = RunOutcome(status="done", run_dir=run.path)
-
-        def stage(name: str, inputs: str, body: Callable[[bool], str | None]) -> str | None:
-            prev = run.stages().get(name) or {}
-            # fresh: nothing half-done of *these* inputs exists, so partial outputs are stale
-            fresh = name in force or prev.get("input_hash") != inputs
-            if name in force:
-                run.invalidate_from(name)
-            elif run.is_done(name, inputs):
-                _say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}: done before, skipped")
-                outcome.stages[name] = run.stages()[name]
-                return None
-            _say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name} …")
-            if on_stage:
-                on_stage(name)
-            run.mark(name, done=False, input_hash=inputs, started=time.time())
-            t0 = time.perf_counter()
-            with PeakMemory() as mem:
-                result = body(fresh)
-            if result == "awaiting_review":
-                run.mark(name, done=False, status="awaiting_review")
-                return result
-            rec = {
-                "done": True,
-                "input_hash": inputs,
-                "seconds": round(time.perf_counter() - t0, 2),
-                "peak_rss_mb": round(mem.peak, 1),
-            }
-            run.mark(name, **rec)
-            outcome.stages[name] = rec
-            return result
+        stages = _Stages(run, RunOutcome(status="done", run_dir=run.path), force, on_stage)
 
         agents_cfg = config.section("agents")
         edits_file = _input_edits(run)
         agents_hash = hash_inputs(
             dataclasses.asdict(agents_cfg), model_path, auto_approve, files=[edits_file]
         )
-        status = stage(
+        status = stages.stage(
             "agents",
             agents_hash,
             lambda fresh: _agents_stage(
@@ -241,45 +202,97 @@ def run_pipeline(
             ),
         )
         if status == "awaiting_review":
-            outcome.status = "awaiting_review"
-            return outcome
+            stages.outcome.status = "awaiting_review"
+            return stages.outcome
+        _distil_and_evaluate(stages, config, model_path, eval_hook_for)
+        return stages.outcome
 
-        train_cfg = config.section("training")
-        prompts, probes = read_stage_inputs(run)
-        teacher_hash = hash_inputs(
-            model_path, teacher_key(prompts, probes, train_cfg, teacher_path)
-        )
-        stage(
-            "teacher",
-            teacher_hash,
-            lambda fresh: _teacher_stage(
-                run, prompts, probes, model_path, teacher_path, train_cfg, fresh=fresh
-            ),
-        )
 
-        train_hash = hash_inputs(
-            model_path,
-            teacher_path,
-            dataclasses.asdict(train_cfg),
-            config.seed,
-            files=[run.transfer],
+def _forced_stages(force: set[str] | None) -> set[str]:
+    """``--force`` stages, checked (``all``: every stage)."""
+    force = set(force or ())
+    unknown = force - set(STAGES) - {"all"}
+    if unknown:
+        raise SkeditError(
+            f"unknown stage(s) for --force: {', '.join(sorted(unknown))}",
+            hint=f"stages: {', '.join(STAGES)}",
         )
-        stage(
-            "train",
-            train_hash,
-            lambda fresh: _train_stage(
-                run, prompts, model_path, teacher_path, train_cfg, fresh=fresh
-            ),
-        )
+    return set(STAGES) if "all" in force else force
 
-        eval_cfg = config.section("evaluation")
-        eval_hash = hash_inputs(
-            dataclasses.asdict(eval_cfg),
-            model_path,
-            files=[run.model / "model.safetensors", run.probes, run.prompts],
-        )
-        stage("eval", eval_hash, lambda fresh: _eval_stage(run, eval_cfg, eval_hook_for))
-        return outcome
+
+@dataclass
+class _Stages:
+    """Runs one stage at a time: skipped when done with the same inputs, else marked started,
+    timed, its peak memory sampled, and marked done."""
+
+    run: RunDir
+    outcome: RunOutcome
+    force: set[str]
+    on_stage: Callable[[str], None] | None = None
+
+    def stage(self, name: str, inputs: str, body: Callable[[bool], str | None]) -> str | None:
+        run = self.run
+        prev = run.stages().get(name) or {}
+        # fresh: nothing half-done of *these* inputs exists, so partial outputs are stale
+        fresh = name in self.force or prev.get("input_hash") != inputs
+        if name in self.force:
+            run.invalidate_from(name)
+        elif run.is_done(name, inputs):
+            _say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name}: done before, skipped")
+            self.outcome.stages[name] = run.stages()[name]
+            return None
+        _say(f"[{STAGES.index(name) + 1}/{len(STAGES)}] {name} …")
+        if self.on_stage:
+            self.on_stage(name)
+        run.mark(name, done=False, input_hash=inputs, started=time.time())
+        t0 = time.perf_counter()
+        with PeakMemory() as mem:
+            result = body(fresh)
+        if result == "awaiting_review":
+            run.mark(name, done=False, status="awaiting_review")
+            return result
+        rec = {
+            "done": True,
+            "input_hash": inputs,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_rss_mb": round(mem.peak, 1),
+        }
+        run.mark(name, **rec)
+        self.outcome.stages[name] = rec
+        return result
+
+
+def _distil_and_evaluate(
+    stages: _Stages, config: RunConfig, model_path: str, eval_hook_for: HookFactory | None
+) -> None:
+    """The stages after review: teacher, train, eval."""
+    run = stages.run
+    teacher_path = config.teacher or model_path
+    train_cfg = config.section("training")
+    prompts, probes = read_stage_inputs(run)
+    teacher_hash = hash_inputs(model_path, teacher_key(prompts, probes, train_cfg, teacher_path))
+    stages.stage(
+        "teacher",
+        teacher_hash,
+        lambda fresh: _teacher_stage(
+            run, prompts, probes, model_path, teacher_path, train_cfg, fresh=fresh
+        ),
+    )
+    train_hash = hash_inputs(
+        model_path, teacher_path, dataclasses.asdict(train_cfg), config.seed, files=[run.transfer]
+    )
+    stages.stage(
+        "train",
+        train_hash,
+        lambda fresh: _train_stage(run, prompts, model_path, teacher_path, train_cfg, fresh=fresh),
+    )
+    eval_cfg = config.section("evaluation")
+    eval_hash = hash_inputs(
+        dataclasses.asdict(eval_cfg),
+        model_path,
+        files=[run.model / "model.safetensors", run.probes, run.prompts],
+    )
+    stages.stage("eval", eval_hash, lambda fresh: _eval_stage(run, eval_cfg, eval_hook_for))
 
 
 # --- the stages: thin calls into the packages that own the work --------------------------------

@@ -179,12 +179,6 @@ OCCUPATIONS = (
 ).split()
 
 
-def phrasings_of(relation: str) -> tuple[str, ...]:
-    """All phrasings of a relation or two-hop, training ones first."""
-    r = RELATIONS.get(relation) or TWO_HOPS[relation]
-    return r.train + r.heldout
-
-
 def two_hops_through(relation: str) -> list[TwoHop]:
     """The compositions whose first hop is ``relation`` (portability through an edit of it)."""
     return [h for h in TWO_HOPS.values() if h.first == relation]

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -403,7 +403,3 @@ def save_model(model, tokenizer, out: Path, extra: dict) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "world_config.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
-
-
-def spec_dict(spec: TrainSpec) -> dict:
-    return asdict(spec)

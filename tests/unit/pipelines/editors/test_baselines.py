@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from skedit.pipelines.editors import baselines as B
-from skedit.pipelines.eval.harness import evaluate_model
+from skedit.pipelines.eval.scoring import evaluate_model
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 from skedit.sft.modelops import load_model

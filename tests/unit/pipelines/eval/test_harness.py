@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skedit.pipelines.eval.harness import (
-    cached_reference,
-    evaluate_model,
-    pre_edit_reference,
-)
+from skedit.pipelines.eval.reference import cached_reference, pre_edit_reference
+from skedit.pipelines.eval.scoring import evaluate_model
 from skedit.prompts.schema import Probe
 from skedit.sft.modelops import prepare_tokenizer
 
@@ -145,7 +142,7 @@ def test_by_relation_and_reference_cache(tok, tmp_path, tiny_lm_dir):
 
 
 def test_encode_texts_scores_every_token_or_only_the_answer(tok):
-    from skedit.pipelines.eval.harness import encode_texts
+    from skedit.pipelines.eval.fluency import encode_texts
 
     ((ids, labels),) = encode_texts(tok, ["alice lives in rome ."])
     assert labels[0] == -100 and labels[1:] == ids[1:]  # every token after BOS

@@ -250,6 +250,31 @@ def train_in_memory(
     return _finish(model)
 
 
+def _kd_teacher(model, tokenizer, config: TrainConfig, model_path, teacher_path):
+    """The frozen teacher KD reads during training: None for SFT, for the student's own base
+    (a copy is made later) and for stored top-k (only the vocabularies must agree)."""
+    from skedit.sft.modelops import load_model
+
+    other = config.method == "kd" and teacher_path and str(teacher_path) != str(model_path)
+    if not other:
+        return None
+    if config.stored_topk:
+        # the rows hold the teacher's token ids: only its tokenizer is needed, not its weights
+        from transformers import AutoTokenizer
+
+        same = AutoTokenizer.from_pretrained(str(teacher_path)).get_vocab() == tokenizer.get_vocab()
+        if not same:
+            _other_vocabulary()
+        return None
+    teacher, _ = load_model(teacher_path)
+    if (
+        teacher.get_output_embeddings().weight.shape[0]
+        != model.get_output_embeddings().weight.shape[0]
+    ):
+        _other_vocabulary()
+    return teacher
+
+
 def train_student(
     model_path: str | os.PathLike,
     examples: Sequence[TransferExample],
@@ -278,22 +303,7 @@ def train_student(
     batch_rows = list(examples)
     examples = with_replay(batch_rows, earlier, config.replay, config.seed)
     model, tokenizer = load_model(model_path)
-    teacher = None
-    other = config.method == "kd" and teacher_path and str(teacher_path) != str(model_path)
-    if other and config.stored_topk:
-        # the rows hold the teacher's token ids: only its tokenizer is needed, not its weights
-        from transformers import AutoTokenizer
-
-        same = AutoTokenizer.from_pretrained(str(teacher_path)).get_vocab() == tokenizer.get_vocab()
-        if not same:
-            _other_vocabulary()
-    elif other:
-        teacher, _ = load_model(teacher_path)
-        if (
-            teacher.get_output_embeddings().weight.shape[0]
-            != model.get_output_embeddings().weight.shape[0]
-        ):
-            _other_vocabulary()
+    teacher = _kd_teacher(model, tokenizer, config, model_path, teacher_path)
     trainer, model = build_trainer(
         model,
         tokenizer,

@@ -38,6 +38,31 @@ def teacher_prefix(example: TransferExample) -> str:
     return tp[: len(tp) - len(p)] if tp.endswith(p) and len(tp) > len(p) else ""
 
 
+def _transfer_probes(
+    prompts: Sequence[DensePrompt], probes: Sequence[Probe]
+) -> tuple[list[tuple[Probe, str]], list[Probe]]:
+    """The approved prompts' probes, once each: ``(taught (probe, context prefix), anchors)``."""
+    by_edit: dict[str, list[Probe]] = {}
+    for pr in probes:
+        by_edit.setdefault(pr.edit_id or "", []).append(pr)
+    taught: list[tuple[Probe, str]] = []
+    anchors: list[Probe] = []
+    seen: set[tuple[str, str]] = set()
+    for dp in approved(prompts):
+        prefix = context_prefix(dp.text)
+        for eid in dp.edit_ids:
+            for pr in by_edit.get(eid, []):
+                key = (pr.kind, pr.prompt)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if pr.kind == "locality":
+                    anchors.append(pr)
+                elif pr.kind in TRANSFER_KINDS:
+                    taught.append((pr, prefix))
+    return taught, anchors
+
+
 def build_transfer_set(
     model,
     tokenizer,
@@ -54,26 +79,7 @@ def build_transfer_set(
     teacher, without any context). Rows whose answer is empty are dropped.
     """
     config = config or TrainConfig()
-    by_edit: dict[str, list[Probe]] = {}
-    for pr in probes:
-        by_edit.setdefault(pr.edit_id or "", []).append(pr)
-
-    taught: list[tuple[Probe, str]] = []  # (probe, prefix)
-    anchors: list[Probe] = []
-    seen: set[tuple[str, str]] = set()
-    for dp in approved(prompts):
-        prefix = context_prefix(dp.text)
-        for eid in dp.edit_ids:
-            for pr in by_edit.get(eid, []):
-                key = (pr.kind, pr.prompt)
-                if key in seen:
-                    continue
-                seen.add(key)
-                if pr.kind == "locality":
-                    anchors.append(pr)
-                elif pr.kind in TRANSFER_KINDS:
-                    taught.append((pr, prefix))
-
+    taught, anchors = _transfer_probes(prompts, probes)
     desc = "teacher" if progress else None
     answers = _generate(
         model, tokenizer, [p.prompt for p, _ in taught], [c for _, c in taught], config, desc

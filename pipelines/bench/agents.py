@@ -23,6 +23,7 @@ from typing import Any
 from skedit.agents.config import AgentsConfig
 from skedit.agents.nodes.critic import scored_probes
 from skedit.agents.workflow import run_agents
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
@@ -86,9 +87,9 @@ def teacher_figures(
 
 def measure(run_dir: Path, model, tok, batch_size: int = 64) -> dict[str, Any]:
     """Teacher figures over approved prompts (and over all, to show the teacher's ceiling)."""
-    prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
-    edits = {e.id: e for e in read_jsonl(run_dir / "edits.jsonl", Edit)}
-    probes = read_jsonl(run_dir / "probes.jsonl", Probe)
+    prompts = read_jsonl(RunDir(run_dir).prompts, DensePrompt)
+    edits = {e.id: e for e in read_jsonl(RunDir(run_dir).edits, Edit)}
+    probes = read_jsonl(RunDir(run_dir).probes, Probe)
     approved = [p for p in prompts if p.status in APPROVED]
 
     def density(ps: list[DensePrompt]) -> float | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from skedit.agents.backends.layout import layout_text
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl, write_jsonl
@@ -52,9 +53,9 @@ def _simple_prompts(edits: list[Edit], run_dir: Path, model_dir: Path, per_promp
         chunk = edits[i : i + per_prompt]
         text = layout_text(chunk, layout="statements")
         prompts.append(DensePrompt(edit_ids=[e.id for e in chunk], text=text, status="approved"))
-    write_jsonl(run_dir / "edits.jsonl", edits)
-    write_jsonl(run_dir / "probes.jsonl", probes)
-    write_jsonl(run_dir / "prompts" / "prompts.jsonl", prompts)
+    write_jsonl(RunDir(run_dir).edits, edits)
+    write_jsonl(RunDir(run_dir).probes, probes)
+    write_jsonl(RunDir(run_dir).prompts, prompts)
 
 
 def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
@@ -70,7 +71,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
 
     layout = "tables" if args.prompts == "agents" else "statements"
     args.facts_per_prompt = facts_per_prompt(args.facts_per_prompt, world.report, layout)
-    if not (run_dir / "prompts" / "prompts.jsonl").exists():
+    if not RunDir(run_dir).prompts.exists():
         t0 = time.perf_counter()
         if args.prompts == "agents":
             try:
@@ -105,20 +106,20 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
             config["training"] = recipe["training"]
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt)
+    prompts = read_jsonl(RunDir(run_dir).prompts, DensePrompt)
     if not any(p.status in APPROVED for p in prompts):
         accs = [c.teacher_edit_accuracy for p in prompts if (c := p.last_critique)]
         accs = [a for a in accs if a is not None]
         raise SkeditError(
             f"no approved prompt: the agents rejected all {len(prompts)} prompts"
             + (f" (mean teacher edit accuracy {sum(accs) / len(accs):.2f})" if accs else ""),
-            file=str(run_dir / "prompts" / "prompts.jsonl"),
+            file=str(RunDir(run_dir).prompts),
             hint="the base model cannot read these facts in context, so it cannot teach them; "
             "see the world's in-context report, or use --prompts simple to measure anyway",
         )
-    probes = read_jsonl(run_dir / "probes.jsonl", Probe)
+    probes = read_jsonl(RunDir(run_dir).probes, Probe)
     training = dict(config.get("training") or {})
-    if not (run_dir / "transfer.jsonl").exists():
+    if not RunDir(run_dir).transfer.exists():
         t0 = time.perf_counter()
         model, tok = load_model(world.model_dir)
         rows = build_transfer_set(
@@ -126,7 +127,7 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
         )
         write_transfer_set(run_dir, rows)
         timings["teacher_seconds"] = round(time.perf_counter() - t0, 1)
-    rows = read_jsonl(run_dir / "transfer.jsonl", TransferExample)
+    rows = read_jsonl(RunDir(run_dir).transfer, TransferExample)
     for method in args.methods.split(","):
         out = run_dir / f"model-{method}"
         if (out / "config.json").exists():
@@ -208,6 +209,24 @@ def summarise(metrics: dict, students: list[str]) -> dict:
     return {"table": table, "checks": checks}
 
 
+def _cost_per_edit(metrics: dict, timings: dict, students, n_edits: int) -> None:
+    """``seconds_per_edit`` of each method, measured in this run: a student's is its agents +
+    teacher + training time (a resumed run reuses finished stages: then it is not measured);
+    a baseline's is its editing time; base and PROMPT edit no weights."""
+    shared = timings.get("prompts_seconds", 0.0) + timings.get("teacher_seconds", 0.0)
+    for name, res in metrics["methods"].items():
+        method = name.removeprefix("skedit-")
+        if name in students:
+            train = timings.get(f"train_{method}_seconds")
+            seconds = shared + train if train is not None else None
+        elif name in ("base", "prompt"):
+            seconds = None
+        else:
+            seconds = res.get("edit_seconds")
+        if seconds is not None and n_edits:
+            res["seconds_per_edit"] = round(seconds / n_edits, 4)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -254,21 +273,7 @@ def run(args: argparse.Namespace) -> int:
     )
     timings["eval_seconds"] = round(time.perf_counter() - t0, 1)
     timings["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    # cost of making the edits, per edit, measured in this run: a student's is its agents +
-    # teacher + training time (a resumed run reuses finished stages: then it is not measured);
-    # a baseline's is its editing time; base and PROMPT edit no weights
-    shared = timings.get("prompts_seconds", 0.0) + timings.get("teacher_seconds", 0.0)
-    for name, res in metrics["methods"].items():
-        method = name.removeprefix("skedit-")
-        if name in students:
-            train = timings.get(f"train_{method}_seconds")
-            seconds = shared + train if train is not None else None
-        elif name in ("base", "prompt"):
-            seconds = None
-        else:
-            seconds = res.get("edit_seconds")
-        if seconds is not None and edits:
-            res["seconds_per_edit"] = round(seconds / len(edits), 4)
+    _cost_per_edit(metrics, timings, students, len(edits))
     paths = write_report(run_dir, metrics)
     summary = summarise(metrics, list(students))
     result = {

@@ -15,10 +15,34 @@ from pathlib import Path
 
 import yaml
 
-from skedit.pipelines.run.rundir import STAGES
+from skedit.pipelines.run.rundir import STAGES, RunDir
 from skedit.pipelines.world.demo import compact_table, pick_edits, recipe, reliable_facts
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, atomic_write_text
+
+
+def _inputs(world, work: Path, n: int, baselines, critic: bool) -> tuple[Path, Path]:
+    """The edits file and run config of the ``n``-edit run: the demo's settings (the world
+    recipes, a reliable density)."""
+    edits = work / f"edits-{n}.jsonl"
+    text = pick_edits(world.benchmark["test"], n)
+    if text.count("\n") < n:
+        raise SkeditError(
+            f"the world benchmark has only {text.count(chr(10))} edits",
+            hint=f"use sizes up to that; asked for {n}",
+        )
+    atomic_write_text(edits, text)
+    cfg = work / f"config-{n}.yaml"
+    run_cfg: dict = {
+        "model": str(world.model_dir),
+        "agents": {**recipe("world")["agents"], "max_facts": reliable_facts(world.report)},
+        "training": recipe("world-cpu")["training"],
+        "evaluation": {"baselines": baselines or ["base", "prompt"]},
+    }
+    if not critic:
+        run_cfg["agents"].update(min_edit_accuracy=0.0, min_locality=0.0)
+    atomic_write_text(cfg, yaml.safe_dump(run_cfg))
+    return edits, cfg
 
 
 def run_bench(
@@ -48,24 +72,7 @@ def run_bench(
     }
     for n in sizes:
         run_dir = work / f"n{n}"
-        edits = work / f"edits-{n}.jsonl"
-        text = pick_edits(world.benchmark["test"], n)
-        if text.count("\n") < n:
-            raise SkeditError(
-                f"the world benchmark has only {text.count(chr(10))} edits",
-                hint=f"use sizes up to that; asked for {n}",
-            )
-        atomic_write_text(edits, text)
-        cfg = work / f"config-{n}.yaml"
-        run_cfg: dict = {  # the demo's settings: the world-cpu recipe, a reliable density
-            "model": str(world.model_dir),
-            "agents": {**recipe("world")["agents"], "max_facts": reliable_facts(world.report)},
-            "training": recipe("world-cpu")["training"],
-            "evaluation": {"baselines": baselines or ["base", "prompt"]},
-        }
-        if not critic:
-            run_cfg["agents"].update(min_edit_accuracy=0.0, min_locality=0.0)
-        atomic_write_text(cfg, yaml.safe_dump(run_cfg))
+        edits, cfg = _inputs(world, work, n, baselines, critic)
         cmd = [
             sys.executable,
             "-m",
@@ -86,8 +93,8 @@ def run_bench(
                 f"the bench run for {n} edits failed (its messages are above)", file=str(run_dir)
             )
         wall = time.perf_counter() - t0
-        stages = json.loads((run_dir / "stages.json").read_text())
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        stages = json.loads(RunDir(run_dir).stages_file.read_text())
+        metrics = json.loads(RunDir(run_dir).metrics.read_text())
         per = {
             s: {
                 "seconds": stages[s]["seconds"],

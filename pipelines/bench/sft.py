@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from skedit.agents.backends.layout import layout_text
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
@@ -104,8 +105,8 @@ def agents_prompts(
         progress=False,
     )
     return (
-        read_jsonl(run_dir / "prompts" / "prompts.jsonl", DensePrompt),
-        read_jsonl(run_dir / "probes.jsonl", Probe),
+        read_jsonl(RunDir(run_dir).prompts, DensePrompt),
+        read_jsonl(RunDir(run_dir).probes, Probe),
     )
 
 

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import DensePrompt
 
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     print_table(run_dir)
     if status == "done":
         # a directory `skedit run` made goes on with its own resume; an agents-only one with sft
-        nxt = "skedit run --resume" if (run_dir / "stages.json").is_file() else "skedit sft"
+        nxt = "skedit run --resume" if RunDir(run_dir).stages_file.is_file() else "skedit sft"
         print(f"\nReview complete. Next: {nxt} {run_dir}")
     else:
         print(f"\nStill waiting for a decision on some prompts: skedit review {run_dir} ...")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from skedit.pipelines.run.recipes import load_recipe
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import DensePrompt, Probe
@@ -96,7 +97,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[DensePrompt], list[Pro
             field="model",
             hint="add `model: <path of the base model>`",
         )
-    files = {"prompts": run_dir / "prompts" / "prompts.jsonl", "probes": run_dir / "probes.jsonl"}
+    files = {"prompts": RunDir(run_dir).prompts, "probes": RunDir(run_dir).probes}
     for name, f in files.items():
         if not f.is_file():
             raise SkeditError(
@@ -276,7 +277,6 @@ def _train(
     model_path: str,
     teacher_path: str,
 ) -> dict[str, Any]:
-    from skedit.pipelines.run.rundir import RunDir
     from skedit.pipelines.run.stages import (
         same_job_interrupted,
         teacher_stage,

@@ -21,6 +21,7 @@ from skedit.pipelines.eval.hooks import EvalHook, HookFactory
 from skedit.pipelines.eval.reference import cached_reference
 from skedit.pipelines.eval.runs import RunData, heldout_texts, load_run, training_for
 from skedit.pipelines.eval.scoring import METRIC_OF_KIND, aggregate, evaluate_model
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Probe, TransferExample
@@ -172,7 +173,7 @@ def _open(data: RunData, heldout, hook_for, *, seed: int, progress: bool) -> _Se
         tokenizer=tok,
         progress=progress,
     )
-    transfer_path = data.run_dir / "transfer.jsonl"
+    transfer_path = RunDir(data.run_dir).transfer
     trained = (
         {t.prompt for t in read_jsonl(transfer_path, TransferExample)}
         if transfer_path.exists()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from skedit.pipelines.eval.scoring import METRICS
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts.io import atomic_write_json, atomic_write_text
 
 LABELS = {
@@ -119,6 +120,8 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+# one figure per report section, drawn in the order the report shows them; longer than 80 lines
+# because each panel is a few plain matplotlib calls, clearer in sequence than split apart
 def plots(metrics: Mapping) -> dict[str, bytes]:
     """PNG bytes of each plot the report has: by method, by probe kind, sequential, retention."""
     import matplotlib
@@ -339,7 +342,7 @@ def write_report(run_dir: str | os.PathLike, metrics: Mapping) -> dict[str, Path
     """Write metrics.json, report.md and report.html into ``run_dir``; return their paths."""
     run_dir = Path(run_dir)
     return {
-        "metrics": atomic_write_json(run_dir / "metrics.json", metrics),
+        "metrics": atomic_write_json(RunDir(run_dir).metrics, metrics),
         "markdown": atomic_write_text(run_dir / "report.md", render_markdown(metrics)),
         "html": atomic_write_text(run_dir / "report.html", render_html(metrics)),
     }

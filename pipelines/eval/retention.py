@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from skedit.pipelines.eval.fluency import _pad_right, encode_texts
 from skedit.pipelines.eval.scoring import evaluate_model
+from skedit.pipelines.run.rundir import RunDir
 from skedit.sft import arch
 
 
@@ -187,7 +188,7 @@ def _student_without_paraphrases(data, base_model, tokenizer, training: Mapping)
     from skedit.sft.config import TrainConfig
     from skedit.sft.train import train_in_memory
 
-    rows = read_jsonl(data.run_dir / "transfer.jsonl", TransferExample)
+    rows = read_jsonl(RunDir(data.run_dir).transfer, TransferExample)
     rows = [r for r in rows if r.kind != "rephrase"]
     config = TrainConfig.from_dict(dict(training), source="config.yaml")
     return train_in_memory(copy.deepcopy(base_model), tokenizer, rows, config)

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from skedit.pipelines.eval.hooks import EvalHook
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
@@ -73,17 +74,17 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
             field="model",
             hint="add `model: <path of the base model>`",
         )
-    edits_path = run_dir / "edits.jsonl"
+    edits_path = RunDir(run_dir).edits
     if not edits_path.exists():
         raise SkeditError("missing edits.jsonl", file=str(edits_path))
     edits = read_jsonl(edits_path, Edit)
-    probes_path = run_dir / "probes.jsonl"
+    probes_path = RunDir(run_dir).probes
     probes = (
         read_jsonl(probes_path, Probe)
         if probes_path.exists()
         else [p for e in edits for p in e.probes()]
     )
-    prompts_path = run_dir / "prompts" / "prompts.jsonl"
+    prompts_path = RunDir(run_dir).prompts
     prompts = read_jsonl(prompts_path, DensePrompt) if prompts_path.exists() else []
     return RunData(run_dir, config, str(base), edits, probes, prompts)
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from tqdm.auto import tqdm
 
 from skedit.pipelines.eval.scoring import evaluate_model
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Edit, TransferExample
@@ -37,7 +38,7 @@ def split_batches(edits: Sequence[Edit], k: int) -> list[list[Edit]]:
 
 def _skedit_step(data, tokenizer, training: Mapping | None = None):
     """A function that trains a model on the transfer rows of a batch of edits."""
-    path = data.run_dir / "transfer.jsonl"
+    path = RunDir(data.run_dir).transfer
     if not path.exists():
         raise SkeditError(
             "sequential skedit needs the transfer set",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from skedit.pipelines.run.config import parse_config
 from skedit.pipelines.run.orchestrate import run_pipeline
+from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts.io import atomic_write_text
 
 DEMO_METHODS = ("base", "prompt", "ft-m", "skedit")
@@ -115,7 +116,7 @@ def run_demo(
         progress=progress,
         eval_hook_for=eval_hook_for,
     )
-    metrics = json.loads((outcome.run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = json.loads(RunDir(outcome.run_dir).metrics.read_text(encoding="utf-8"))
     return {
         "run_dir": str(outcome.run_dir),
         "seconds": round(time.perf_counter() - t0, 1),

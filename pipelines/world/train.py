@@ -308,6 +308,8 @@ class ThreadChooser:
             self.times.clear()
 
 
+# One readable training loop (as nanoGPT's train.py), longer than 80 lines on purpose: sampling,
+# the step, thread choice and logging read top to bottom in the order they happen.
 def train_world_model(
     world: World,
     tokenizer,

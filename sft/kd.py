@@ -10,7 +10,6 @@ Both share one right-padded completion tensor, so the last ``C + 1`` positions l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -20,6 +19,7 @@ from trl import SFTTrainer
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import TransferExample
+from skedit.sft import batching
 from skedit.sft.modelops import encode_input, encode_target
 from skedit.sft.transfer import teacher_prefix
 
@@ -104,21 +104,6 @@ def encode_example(tokenizer, ex: TransferExample, *, topk: int = 0) -> dict[str
     return out
 
 
-def _pad_rows(
-    rows: Sequence[Sequence[int]], pad_id: int, *, left: bool
-) -> tuple[torch.Tensor, ...]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if not r:
-            continue
-        sl = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, sl] = torch.tensor(r, dtype=torch.long)
-        mask[i, sl] = 1
-    return ids, mask
-
-
 def join_completion(prompt_ids, prompt_mask, comp_ids, comp_mask) -> dict[str, torch.Tensor]:
     """Concatenate left-padded prompts with the shared right-padded completion."""
     ids = torch.cat([prompt_ids, comp_ids], dim=1)
@@ -138,9 +123,9 @@ class KDCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = self.pad_token_id
-        sp, spm = _pad_rows([f["prompt_ids"] for f in features], pad, left=True)
-        tp, tpm = _pad_rows([f["teacher_prompt_ids"] for f in features], pad, left=True)
-        comp, cm = _pad_rows([f["completion_ids"] for f in features], pad, left=False)
+        sp, spm = batching.pad([f["prompt_ids"] for f in features], pad, left=True)
+        tp, tpm = batching.pad([f["teacher_prompt_ids"] for f in features], pad, left=True)
+        comp, cm = batching.pad([f["completion_ids"] for f in features], pad, left=False)
         student = join_completion(sp, spm, comp, cm)
         labels = torch.full_like(student["input_ids"], -100)
         labels[:, sp.shape[1] :] = comp.masked_fill(cm == 0, -100)

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from skedit.sft import batching
+
 
 def load_model(
     path: str | os.PathLike,
@@ -107,15 +109,8 @@ def encode_target(tokenizer, prompt: str, target: str) -> list[int]:
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), position_ids.to(device)
+    ids, mask = batching.pad(rows, pad_id, left=True, device=device)
+    return ids, mask, batching.positions(mask)
 
 
 def _batches(n: int, batch_size: int, desc: str | None):

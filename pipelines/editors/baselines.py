@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
-from skedit.sft import arch
+from skedit.sft import arch, batching
 from skedit.sft.modelops import encode_input, encode_target
 
 ApplyFn = Callable[..., object]
@@ -101,15 +101,9 @@ def _edit_rows(tokenizer, edits: Sequence[Edit]) -> list[tuple[list[int], list[i
     ]
 
 
-def _pad_left(seqs: Sequence[Sequence[int]], pad: int, device):
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, width - len(s) :] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), pos.to(device)
+def _pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device):
+    ids, mask = batching.pad(seqs, pad_id, left=True, device=device)
+    return ids, mask, batching.positions(mask)
 
 
 def edit_loss(model, rows, pad_id: int, objective: str) -> torch.Tensor:

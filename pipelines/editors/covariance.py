@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_temp, atomic_write_json
-from skedit.sft import arch
+from skedit.sft import arch, batching
 
 
 @dataclass(frozen=True)
@@ -186,12 +186,7 @@ def _accumulate(model, tokenizer, layers, texts, max_length, batch_size, progres
             ]
             rows = [r for r in rows if r]
             if rows:
-                width = max(len(r) for r in rows)
-                ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for i, r in enumerate(rows):
-                    ids[i, : len(r)] = torch.tensor(r)
-                    mask[i, : len(r)] = 1
+                ids, mask = batching.pad(rows, pad, left=False)
                 model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
                 keep = mask.bool().to(model.device)
                 count += int(keep.sum())

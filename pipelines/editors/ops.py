@@ -20,7 +20,7 @@ from torch import nn
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
-from skedit.sft import arch
+from skedit.sft import arch, batching
 from skedit.sft.modelops import encode_target
 
 
@@ -171,16 +171,6 @@ class Batch:
     kl_rows: torch.Tensor  # (rows,) bool: a KL row (no target)
 
 
-def _pad(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids.to(device), mask.to(device)
-
-
 FACT_TOKENS = ("subject_last", "last")
 
 
@@ -225,7 +215,7 @@ def build_batch(
             tids.append([])
             kl.append(True)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids, mask = _pad(rows, pad, device)
+    ids, mask = batching.pad(rows, pad, left=False, device=device)
     return Batch(
         ids=ids,
         mask=mask,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from skedit.pipelines.eval import metrics as M
+from skedit.sft import batching
 from skedit.sft.modelops import encode_input
 
 
@@ -37,16 +38,11 @@ def encode_texts(
     return out
 
 
-def _pad_right(rows, pad: int, device):
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    labels = torch.full_like(ids, -100)
-    mask = torch.zeros_like(ids)
-    for i, (a, b) in enumerate(rows):  # right padding: positions start at 0 for every row
-        ids[i, : len(a)] = torch.tensor(a)
-        labels[i, : len(b)] = torch.tensor(b)
-        mask[i, : len(a)] = 1
-    return ids.to(device), mask.to(device), labels.to(device)
+def _pad_right(rows, pad_id: int, device):
+    """(ids, mask, labels) of (ids, labels) rows; right padding: positions start at 0."""
+    ids, mask = batching.pad([a for a, _ in rows], pad_id, left=False, device=device)
+    labels, _ = batching.pad([b for _, b in rows], -100, left=False, device=device)
+    return ids, mask, labels
 
 
 @torch.no_grad()
@@ -92,25 +88,21 @@ def generation_fluency(
     End-of-sequence is suppressed for ``max_new_tokens`` tokens: a model that answers in one
     word and stops (the world model) would otherwise score 0 whatever its weights.
     """
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     gens: list[str] = []
     encoded = [encode_input(tokenizer, p) for p in prompts]
     with torch.no_grad():
         for start in range(0, len(encoded), 32):
             chunk = encoded[start : start + 32]
-            width = max(len(e) for e in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, e in enumerate(chunk):
-                ids[i, width - len(e) :] = torch.tensor(e)
-                mask[i, width - len(e) :] = 1
+            ids, mask = batching.pad(chunk, pad_id, left=True)
+            width = ids.shape[1]
             out = model.generate(
                 input_ids=ids.to(model.device),
                 attention_mask=mask.to(model.device),
                 max_new_tokens=max_new_tokens,
                 min_new_tokens=max_new_tokens,
                 do_sample=False,
-                pad_token_id=pad,
+                pad_token_id=pad_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
             gens += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)

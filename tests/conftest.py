@@ -12,9 +12,8 @@ REAL_SAMPLES = SHARED / "data" / "real-samples"
 
 def build_tiny_lm(out: Path, *, seed: int = 0, words: list[str] | None = None) -> Path:
     """A random 2-layer Llama with a word-level tokenizer, saved like any HF model."""
-    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     words = (
         words
@@ -36,9 +35,17 @@ def build_tiny_lm(out: Path, *, seed: int = 0, words: list[str] | None = None) -
         pad_token="<pad>",
         unk_token="<unk>",
     )
+    return _save_tiny_llama(out, fast, len(vocab), seed)
+
+
+def _save_tiny_llama(out: Path, fast, vocab_size: int, seed: int) -> Path:
+    """A random 2-layer Llama (pad 0, BOS 1, EOS 2) saved with the tokenizer ``fast``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -50,9 +57,8 @@ def build_tiny_lm(out: Path, *, seed: int = 0, words: list[str] | None = None) -
         pad_token_id=0,
         tie_word_embeddings=False,
     )
-    model = LlamaForCausalLM(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    LlamaForCausalLM(cfg).save_pretrained(out)
     fast.save_pretrained(out)
     return out
 
@@ -84,9 +90,8 @@ BPE_TEXT = (
 def build_bpe_lm(out: Path, *, seed: int = 0) -> Path:
     """A random 2-layer Llama with a byte-level BPE tokenizer (GPT-2 style: leading spaces are
     part of tokens, ``Ġ``), trained here on a few hundred words: what real tokenizers do."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -100,24 +105,7 @@ def build_bpe_lm(out: Path, *, seed: int = 0) -> Path:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
     )
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=256,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        tie_word_embeddings=False,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    fast.save_pretrained(out)
-    return out
+    return _save_tiny_llama(out, fast, tok.get_vocab_size(), seed)
 
 
 @pytest.fixture(scope="session")

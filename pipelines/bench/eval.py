@@ -74,13 +74,9 @@ def prepare_run(args, world, edits: list[Edit], run_dir: Path) -> dict:
     if not RunDir(run_dir).prompts.exists():
         t0 = time.perf_counter()
         if args.prompts == "agents":
-            try:
-                from skedit.agents.config import AgentsConfig
-                from skedit.agents.workflow import run_agents
-            except ImportError as exc:
-                raise SkeditError(
-                    f"the agents stage is not available ({exc})", hint="use --prompts simple"
-                ) from exc
+            from skedit.agents.config import AgentsConfig
+            from skedit.agents.workflow import run_agents
+
             state = run_agents(
                 edits,
                 run_dir,

@@ -30,29 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read_edits(path: str):
-    """Edits from ``path``: the data team's loader when present, else skedit JSONL."""
-    try:
-        from skedit.pipelines.data.datasets import load_edits
-    except ImportError:
-        load_edits = None
-    if load_edits is not None:
-        return load_edits(path).edits
-    from pydantic import ValidationError
+    """Edits from ``path`` (any format ``skedit data`` reads)."""
+    from skedit.pipelines.data.datasets import load_edits
 
-    from skedit.prompts.schema import Edit
-
-    if not Path(path).is_file():
-        raise SkeditError("edit file not found", file=path)
-    edits = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                edits.append(Edit.model_validate_json(line))
-            except ValidationError as exc:
-                raise SkeditError(
-                    f"not a skedit edit: {exc.errors()[0]['msg']}", file=path, record=n
-                ) from exc
-    return edits
+    return load_edits(path).edits
 
 
 def _trace(args: argparse.Namespace) -> int:

@@ -70,11 +70,9 @@ def resolve_corpus(model, tokenizer, hp: EditorHparams):
     if hp.corpus:
         return hp.corpus
     name_or_path = Path(str(getattr(model.config, "_name_or_path", "")))
-    try:
-        from skedit.pipelines.world.build import key_stats_text
-    except ImportError:
-        key_stats_text = None
-    if key_stats_text is not None and name_or_path.is_dir():
+    from skedit.pipelines.world.build import key_stats_text  # the world's corpus (see recipe)
+
+    if name_or_path.is_dir():
         for candidate in (name_or_path, name_or_path.parent):
             try:
                 texts = key_stats_text(candidate)

@@ -46,11 +46,9 @@ def _skedit_step(data, tokenizer, training: Mapping | None = None):
             hint="run `skedit sft DIR` first, or leave skedit out",
         )
     rows = read_jsonl(path, TransferExample)
-    try:
-        from skedit.sft.config import TrainConfig
-        from skedit.sft.train import train_in_memory
-    except ImportError as exc:  # the sft stage is not in this build
-        raise SkeditError(f"sequential skedit needs skedit.sft.train ({exc})") from exc
+    from skedit.sft.config import TrainConfig
+    from skedit.sft.train import train_in_memory
+
     if training is None:
         training = data.config.get("training")
     config = TrainConfig.from_dict(dict(training or {}), source="config.yaml")

@@ -12,7 +12,19 @@ from importlib.metadata import PackageNotFoundError, version
 from skedit.prompts.errors import SkeditError
 
 # command modules, in the order they appear in --help
-COMMANDS = ["data", "world", "agents", "review", "sft", "eval", "trace", "run", "demo", "bench"]
+COMMANDS = [
+    "data",
+    "world",
+    "agents",
+    "review",
+    "sft",
+    "eval",
+    "trace",
+    "run",
+    "demo",
+    "bench",
+    "model",
+]
 
 
 def _version() -> str:

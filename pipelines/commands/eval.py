@@ -36,6 +36,13 @@ def register(subparsers) -> None:
         metavar="FILE",
         help="YAML mapping baseline name -> hyper-parameters, e.g. `ft-m: {lr: 1e-3, steps: 40}`",
     )
+    p.add_argument(
+        "--probes",
+        metavar="FILE",
+        help="score the probes of this edits file (any format `skedit data` reads) instead of "
+        "DIR/probes.jsonl; a rephrase or locality probe counts only where the base model "
+        "answered it as the fact says",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of baselines and bootstrap")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=run)
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sequential=args.sequential,
         retention=args.retention,
         heldout=args.heldout,
+        probes_file=args.probes,
         hparams=hparams,
         hook_for=eval_hook_for,  # the synthetic world's texts and recall, for world models
         seed=args.seed,

@@ -23,6 +23,7 @@ from skedit.pipelines.eval.runs import RunData, heldout_texts, load_run, trainin
 from skedit.pipelines.eval.scoring import METRIC_OF_KIND, aggregate, evaluate_model
 from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
+from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.schema import Probe, TransferExample
 
@@ -76,6 +77,7 @@ def evaluate_run(
     retention_methods: Sequence[str] | None = None,
     retention_lr: float = 3e-4,
     probes: Sequence[Probe] | None = None,
+    probes_file: str | os.PathLike | None = None,
     hook_for: HookFactory | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -91,7 +93,9 @@ def evaluate_run(
     ``in_transfer`` and each method gets a ``held_out`` summary of the probes it never saw.
     PROMPT reads each edit's approved prompt with the run's ``teacher`` model when the config
     names one (else the base model). ``probes`` replaces DIR/probes.jsonl as the evaluation set
-    (e.g. a benchmark's own probes, some never shown to the agents or the student).
+    (e.g. a benchmark's own probes, some never shown to the agents or the student);
+    ``probes_file`` does the same from any edits file, keeping only the probes the base model
+    answered as the fact says (``eval.heldout``; what was dropped is in the protocol).
     ``hook_for(base path, config)`` may add what the model's source knows (the synthetic
     world's held-out text, answer-token perplexity, recall: ``world.hooks.eval_hook_for``). With
     ``write`` (default) DIR/metrics.json, report.md and report.html are written.
@@ -101,6 +105,7 @@ def evaluate_run(
     data = load_run(run_dir)
     if probes is not None:
         data.probes = list(probes)
+    kept = _probes_from_file(data, probes_file, progress) if probes_file else None
     fns = {name: B.resolve(name) for name in baselines}  # fail before any work
     s = _open(data, heldout, hook_for, seed=seed, progress=progress)
     if students is None:
@@ -108,6 +113,8 @@ def evaluate_run(
     names = [*students, *baselines]
     out, edited_models, used_hparams = _run_methods(s, names, students, fns, hparams)
     out["protocol"] = _protocol(s, names, students, used_hparams)
+    if kept is not None:
+        out["protocol"]["probes_file"] = kept.summary()
     edited = [n for n in names if n in students or n in B.WEIGHT_EDITING]
     if sequential:
         from skedit.pipelines.eval.sequential import run_sequential
@@ -310,3 +317,20 @@ def _retention(
         progress=s.progress,
     )
     return out, source
+
+
+def _probes_from_file(data: RunData, path: str | os.PathLike, progress: bool):
+    """Replace the run's probes with the held-out probes of ``path`` (see ``eval.heldout``)."""
+    from skedit.pipelines.eval.heldout import heldout_probes
+    from skedit.sft.modelops import load_model
+
+    model, tok = load_model(data.base_path)
+    kept = heldout_probes(model, tok, data.edits, path, progress=progress)
+    if not kept.probes:
+        raise SkeditError(
+            "no probe of this file matches an edit of the run",
+            file=str(path),
+            hint="edits are matched by id, else by subject and prompt",
+        )
+    data.probes = kept.probes
+    return kept

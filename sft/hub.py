@@ -39,7 +39,7 @@ MANIFEST = "skedit-model.json"
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """``cache_dir``, else ``$SKEDIT_CACHE``, else ``$XDG_CACHE_HOME/skedit``, else
     ``~/.cache/skedit``: the one place skedit keeps models, worlds and statistics."""
-    if cache_dir:
+    if cache_dir is not None:
         return Path(cache_dir).expanduser()
     if os.environ.get("SKEDIT_CACHE"):
         return Path(os.environ["SKEDIT_CACHE"]).expanduser()

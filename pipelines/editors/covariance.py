@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_temp, atomic_write_json
 from skedit.sft import arch, batching
+from skedit.sft.hub import cache_root
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,6 @@ class Corpus:
             h.update(t.encode("utf-8"))
             h.update(b"\0")
         return h.hexdigest()
-
-
-def cache_root() -> Path:
-    """The user cache: ``$SKEDIT_CACHE``, else ``$XDG_CACHE_HOME/skedit``, else ``~/.cache``."""
-    if os.environ.get("SKEDIT_CACHE"):
-        return Path(os.environ["SKEDIT_CACHE"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "skedit"
-    return Path.home() / ".cache" / "skedit"
 
 
 def _read_text_file(path: Path) -> list[str]:
@@ -221,7 +213,7 @@ def key_second_moments(
     if not corpus.texts:
         raise SkeditError(f"corpus {corpus.name!r} has no text", hint="give a non-empty corpus")
     layers = arch.check_layers(model, list(layers))
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    root = cache_root(cache_dir)
     out: dict[int, torch.Tensor] = {}
     todo = []
     paths = {}

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
+from skedit.sft.hub import cache_root
 
 WORLD_VERSION = 1  # bump when generated data or training changes meaning
 SIZES = ("tiny", "small")
@@ -50,16 +51,6 @@ class WorldBuild:
     benchmark: dict[str, Path]
     world_dir: Path
     report: dict
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$SKEDIT_CACHE``, else ``$XDG_CACHE_HOME/skedit``, else ~/.cache/skedit."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get("SKEDIT_CACHE"):
-        return Path(os.environ["SKEDIT_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "skedit"
 
 
 def world_config(size: str, seed: int) -> dict:

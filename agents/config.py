@@ -85,6 +85,13 @@ class AgentsConfig:
     generated_rephrases: int = field(
         default=2, metadata={"help": "rephrases generated when an edit has none"}
     )
+    general_locality: int = field(
+        default=0,
+        metadata={
+            "help": "general-knowledge questions (skedit.prompts.relations.GENERAL) added as "
+            "locality probes to each batch: anchors that keep what the model knows elsewhere"
+        },
+    )
     generated_portability: int = field(
         default=3,
         metadata={

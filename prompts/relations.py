@@ -1,14 +1,19 @@
 """Ways to ask a Wikidata relation, for rephrases of real facts the batch gives only once.
 
-Written from general knowledge of each relation (not copied from any evaluation set); measured
-in the real-model recipe study (README, walkthrough 4) but not yet used by the questioner.  ``{}`` stands for the subject.
+Written from general knowledge of each relation (not copied from any evaluation set) and used
+by the questioner (``agents.nodes.questioner``) for edits whose ``relation`` is a Wikidata id.
+``{}`` stands for the subject.
 
     templates_for(relation_id, rewrite_prompt, subject) -> list[str] of prompts (subject filled)
 
 Two styles per relation: cloze ("The capital of {} is") and question ("Q: What is the capital
 of {}? A:").  Unknown relations fall back to generic wrappers built from the rewrite prompt
 itself (prefix contexts and a question wrapper).  Callers must still drop any generated prompt
-whose normalised text equals a held-out probe (see ``edit_lab.collision_filter``).
+whose normalised text equals a held-out probe when they measure generalisation.
+
+``GENERAL`` holds general-knowledge questions with no relation to any edit: the questioner adds
+them as locality probes (``agents.general_locality``), so training keeps the base model's own
+answers to them.
 """
 
 from __future__ import annotations
@@ -317,6 +322,51 @@ PREFIXES: list[str] = [
     "Let me tell you something. ",
     "The following is true. ",
     "In the encyclopedia: ",
+]
+
+
+# general-knowledge cloze prompts (written by hand; none names a subject of the real-facts data)
+GENERAL: list[str] = [
+    "The capital of Germany is",
+    "The capital of Japan is",
+    "The capital of Spain is",
+    "The capital of Canada is",
+    "The official language of Mexico is",
+    "People in Finland speak",
+    "The Eiffel Tower is located in the city of",
+    "The Colosseum is located in the city of",
+    "Big Ben is located in the city of",
+    "The Statue of Liberty is in the city of",
+    "Windows is an operating system developed by",
+    "The iPhone is made by",
+    "Mount Everest is located on the continent of",
+    "The South Pole is on the continent of",
+    "Albert Einstein worked in the field of",
+    "Charles Darwin is known for the theory of",
+    "Lionel Messi plays the sport of",
+    "Michael Jordan played the sport of",
+    "Mozart was born in the country of",
+    "Shakespeare wrote in the language",
+    "Toyota is a company from",
+    "The main religion of Saudi Arabia is",
+    "Louis Armstrong played the genre of",
+    "The BBC is a broadcaster from",
+    "Water is made of hydrogen and",
+    "The largest planet in the solar system is",
+    "The Great Wall is located in the country of",
+    "The Amazon river flows through the country of",
+    "The Mona Lisa was painted by",
+    "The author of Hamlet is",
+    "The currency of the United States is the",
+    "The Sahara desert is located on the continent of",
+    "The Pyramids of Giza are located in the country of",
+    "Ferrari is a car company from",
+    "The sun rises in the",
+    "A week has seven",
+    "The Taj Mahal is located in the country of",
+    "Beethoven was a composer from",
+    "Sushi is a dish from",
+    "The Nile flows into the",
 ]
 
 

@@ -139,7 +139,9 @@ class TransferExample(_Model):
     """One row of the transfer set: what the student sees, and what it must answer.
 
     ``completion`` starts with a space (TRL concatenates prompt and completion as strings).
-    For locality probes it is the base model's own no-prompt answer.
+    For locality probes it is the base model's own no-prompt answer. ``known``: the completion
+    is the probe's known answer, not the teacher's (the teacher got it wrong; the training
+    config's ``known_targets``); its stored top-k is then that answer with probability 1.
     """
 
     prompt: str
@@ -149,3 +151,4 @@ class TransferExample(_Model):
     edit_id: str | None = None
     weight: float = 1.0
     teacher_topk: list[list[tuple[int, float]]] | None = None  # per completion token: (id, logp)
+    known: bool = False

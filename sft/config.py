@@ -79,6 +79,12 @@ class TrainConfig:
         "model in memory unless LoRA); topk distils from the top-k stored in transfer.jsonl "
         "(needs topk > 0 and kd_temperature 1), with no teacher in training.",
     )
+    known_targets: bool = _f(
+        False,
+        "Where a probe's answer is known (an edit prompt or rephrase: the new target) and the "
+        "teacher reading the prompt answers otherwise, train on the known answer instead (with "
+        "probability 1 in the stored top-k): a weak teacher's mistakes are not taught.",
+    )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
@@ -135,6 +141,13 @@ class TrainConfig:
                 "the stored top-k are log-probs at temperature 1",
                 field="kd_temperature",
                 hint="use kd_temperature 1 with kd_teacher 'topk', or kd_teacher 'live'",
+            )
+        if self.known_targets and self.method == "kd" and self.kd_teacher == "live":
+            raise SkeditError(
+                "known_targets replaces wrong teacher answers in the transfer set, but a live "
+                "teacher is distilled from its own distributions at every step",
+                field="known_targets",
+                hint="use kd_teacher 'topk' (with topk > 0) or method 'sft' with known_targets",
             )
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from skedit.prompts import APPROVED
-from skedit.prompts.answers import first_answer
+from skedit.prompts.answers import first_answer, matches
 from skedit.prompts.io import read_jsonl, write_jsonl
 from skedit.prompts.render import completion_text, context_prefix
 from skedit.prompts.schema import DensePrompt, Probe, TransferExample
@@ -26,6 +26,7 @@ from skedit.sft.modelops import encode_input, encode_target
 
 TRANSFER_FILE = "transfer.jsonl"
 TRANSFER_KINDS = ("edit", "rephrase", "portability")
+KNOWN_FLOOR = -1e4  # log-prob of every other token in a known answer's stored top-k (e^-1e4 = 0)
 
 
 def approved(prompts: Sequence[DensePrompt]) -> list[DensePrompt]:
@@ -86,6 +87,14 @@ def build_transfer_set(
     )
     rows: list[TransferExample] = []
     for (pr, prefix), ans in zip(taught, answers, strict=True):
+        known = (
+            config.known_targets
+            and pr.kind in ("edit", "rephrase")
+            and bool(pr.answers)
+            and not (ans and matches(ans, pr.answers))
+        )
+        if known:
+            ans = pr.answers[0].strip()
         if ans:
             rows.append(
                 TransferExample(
@@ -94,6 +103,7 @@ def build_transfer_set(
                     teacher_prompt=prefix + pr.prompt,
                     kind=pr.kind,
                     edit_id=pr.edit_id,
+                    known=known,
                 )
             )
 
@@ -165,7 +175,11 @@ def add_teacher_topk(
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep)
         logp = torch.log_softmax(logits.logits.float(), -1)
         for i, r in enumerate(chunk):
-            top = logp[i, keep - lens[i] - 1 : keep - 1].topk(k, dim=-1)
+            span = logp[i, keep - lens[i] - 1 : keep - 1]
+            if r.known:  # the known answer with probability 1: the KL is its cross-entropy
+                gold = torch.tensor(seqs[i][-lens[i] :], device=span.device)
+                span = torch.full_like(span, KNOWN_FLOOR).scatter(-1, gold[:, None], 0.0)
+            top = span.topk(k, dim=-1)
             r.teacher_topk = [
                 [(int(t), round(float(v), 5)) for t, v in zip(ti, vi, strict=True)]
                 for ti, vi in zip(top.indices.tolist(), top.values.tolist(), strict=True)
@@ -184,6 +198,7 @@ def inputs_fingerprint(
             "topk": config.topk,
             "max_new_tokens": config.teacher_max_new_tokens,
             "locality_weight": config.locality_weight,
+            "known_targets": config.known_targets,
         },
         sort_keys=True,
         default=str,

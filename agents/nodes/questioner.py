@@ -3,8 +3,11 @@
 Keeps what the dataset gives (rephrases, portability, locality) and fills what is missing.
 Rules use *relation templates*: an edit's prompt with its subject cut out is a way to ask that
 relation, so another edit with the same relation gets a rephrase from it, and a subject gets a
-locality probe for a relation it is not edited on. Locality answers are the pre-edit model's own
-greedy answers (no context): that is what "unchanged" means.
+locality probe for a relation it is not edited on. An edit whose relation is a Wikidata id
+(``P17``, ...) also gets the written ways to ask that relation and neutral wrappers of its own
+prompt (``prompts.relations``): a real batch gives each fact once. ``general_locality`` adds
+general-knowledge questions as anchors. Locality answers are the pre-edit model's own greedy
+answers (no context): that is what "unchanged" means.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from langgraph.runtime import Runtime
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import BatchState, dump, edits_of
+from skedit.prompts import relations as wikidata
 from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.render import context_prefix, fact_statement
 from skedit.prompts.schema import Edit, Probe
@@ -92,10 +96,15 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
     edited = {(e.subject.lower(), e.relation) for e in edits if e.relation}
     asked = edited_questions(edits)
     known = {e.subject.lower() for e in edits if e.kind != "insert"}  # the model knows them
+    general = general_probes(edits, config.general_locality) if edits else {}
     out: dict[str, Edit] = {}
     for i, e in enumerate(edits):
         update: dict = {}
-        if not e.rephrases and e.relation:
+        if not e.rephrases and e.relation and wikidata.templates(e.relation):
+            update["rephrases"] = wikidata.templates_for(
+                e.relation, e.prompt, e.subject, n=config.generated_rephrases
+            )
+        elif not e.rephrases and e.relation:
             own = template_of(e.prompt, e.subject)
             alts = [t for t in templates.get(e.relation, []) if t != own]
             update["rephrases"] = [t.replace("{}", e.subject) for t in alts][
@@ -114,6 +123,8 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
             others = [o for o in edits[i + 1 :] + edits[:i] if o.subject.lower() in known]
             loc += _other_subject_locality(e, others, edited, asked, config)
             update["locality"] = loc
+        if not e.locality and general.get(e.id):
+            update["locality"] = [*update.get("locality", []), *general[e.id]]
         more = _more_portability(e, hops, config.generated_portability) if e.relation else []
         if more:
             update["portability"] = [*e.portability, *more]
@@ -142,19 +153,38 @@ def _other_subject_locality(
     :func:`asks_edited_fact`).
     """
     own = template_of(e.prompt, e.subject)
+    # a Wikidata relation is also asked in its first written form (a second wording of the same
+    # question: an edit must not move every subject's answer, however it is asked)
+    written = wikidata.CLOZE.get(e.relation or "", [])[:1]
     out: list[Probe] = []
     seen = {e.subject.lower()}
+    n_subjects = 0
     for o in others:
-        if own is None or len(out) >= config.other_subject_locality:
+        if own is None or n_subjects >= config.other_subject_locality:
             break
         s = o.subject.lower()
         if s in seen:
             continue
         seen.add(s)
-        prompt = own.replace("{}", o.subject)
-        if (e.relation and (s, e.relation) in edited) or normalise(prompt) in asked:
+        if e.relation and (s, e.relation) in edited:
             continue
-        out.append(_locality(prompt, e.id, "other_subject"))
+        forms = [own, *(t for t in written if t != own)]
+        prompts = [t.replace("{}", o.subject) for t in forms]
+        prompts = [p for p in prompts if normalise(p) not in asked]
+        n_subjects += bool(prompts)
+        out += [_locality(p, e.id, "other_subject") for p in prompts]
+    return out
+
+
+def general_probes(edits: list[Edit], n: int) -> dict[str, list[Probe]]:
+    """``n`` general-knowledge locality probes (``prompts.relations.GENERAL``), spread over the
+    edits (one probe belongs to one edit), leaving out any that names a subject of the batch."""
+    subjects = [e.subject.lower() for e in edits]
+    pool = [g for g in wikidata.GENERAL if not any(s in g.lower() for s in subjects)][:n]
+    out: dict[str, list[Probe]] = {}
+    for i, prompt in enumerate(pool):
+        e = edits[i % len(edits)]
+        out.setdefault(e.id, []).append(_locality(prompt, e.id, "general"))
     return out
 
 

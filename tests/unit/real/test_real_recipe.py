@@ -1,0 +1,158 @@
+"""The pieces of the real-model recipe: Wikidata rephrases and anchors from the questioner,
+known answers where the teacher is wrong, the benchmark's batch choice and held-out filter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from skedit.agents.config import AgentsConfig
+from skedit.agents.nodes.questioner import generated_probes
+from skedit.pipelines.data.real_facts import select_batch
+from skedit.prompts import relations
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.schema import DensePrompt, Edit, Probe
+from skedit.sft.config import TrainConfig
+
+
+def _edit(subject: str, prompt: str, new: str, old: str, rel: str = "P17") -> Edit:
+    return Edit(subject=subject, prompt=prompt, target_new=new, target_old=old, relation=rel)
+
+
+def test_a_wikidata_relation_gets_written_rephrases_wrappers_and_two_wordings_of_neighbours():
+    edits = [
+        _edit("Trento", "Trento is located in the country of", "France", "Italy"),
+        _edit("Lyon", "Lyon is located in the country of", "Peru", "France"),
+        _edit("Graz", "Graz is the capital of", "Tyrol", "Styria", "P1376"),
+    ]
+    cfg = AgentsConfig(generated_rephrases=3, other_subject_locality=1, general_locality=4)
+    out = generated_probes(edits, cfg)
+    trento = out[edits[0].id]
+    written = relations.templates_for("P17", edits[0].prompt, "Trento", n=3)
+    assert trento.rephrases == written
+    assert len(written) > 3  # the written forms and the neutral wrappers of the prompt
+    assert all("Trento" in r for r in trento.rephrases)
+    assert edits[0].prompt not in trento.rephrases
+    other = [p.prompt for p in trento.locality if p.subkind == "other_subject"]
+    # one other subject (Lyon is edited on this relation: its answer is meant to change), asked
+    # in the edit's own words and in the relation's first written form
+    assert other[0] == "Graz is located in the country of"
+    assert other[1:] == [relations.CLOZE["P17"][0].replace("{}", "Graz")]
+    general = [p for e in out.values() for p in e.locality if p.subkind == "general"]
+    assert sorted(p.prompt for p in general) == sorted(relations.GENERAL[:4])
+    # spread over the batch: every edit anchors some general knowledge
+    assert {p.edit_id for p in general} == {e.id for e in edits}
+
+
+def test_general_anchors_never_name_a_subject_of_the_batch():
+    subject = "Big Ben"  # a GENERAL prompt names it
+    edits = [_edit(subject, "Big Ben is located in the city of", "Rome", "London", "P131")]
+    out = generated_probes(edits, AgentsConfig(general_locality=len(relations.GENERAL)))
+    prompts = [p.prompt for p in out[edits[0].id].locality if p.subkind == "general"]
+    assert prompts and not any(subject in p for p in prompts)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_lm_dir):
+    from skedit.sft.modelops import load_model
+
+    return load_model(tiny_lm_dir)
+
+
+def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
+    from skedit.sft.kd import encode_example, topk_kd_loss
+    from skedit.sft.transfer import build_transfer_set
+
+    model, tok = tiny
+    probes = [
+        Probe(prompt="alice was born in", answers=["rome"], kind="edit", edit_id="e1"),
+        Probe(prompt="where was alice born ?", answers=["rome"], kind="rephrase", edit_id="e1"),
+        Probe(prompt="bob lives in", kind="locality", edit_id="e1", expected="london"),
+    ]
+    prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
+
+    def build(known: bool):
+        cfg = TrainConfig(
+            topk=4, kd_teacher="topk", known_targets=known, teacher_max_new_tokens=2
+        )
+        return build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
+
+    plain, fixed = build(False), build(True)
+    assert not any(r.known for r in plain)
+    # a random tiny teacher does not answer "rome": the known answer is taught instead
+    assert all("rome" not in r.completion for r in plain if r.kind != "locality")
+    taught = [r for r in fixed if r.kind != "locality"]
+    assert taught and all(r.known and r.completion.strip() == "rome" for r in taught)
+    loc = [r for r in fixed if r.kind == "locality"]
+    assert [r.completion.strip() for r in loc] == ["london"] and not loc[0].known
+    # its stored top-k is the known answer with probability 1, so the KL is its cross-entropy
+    row = taught[0]
+    enc = encode_example(tok, row, topk=4)
+    gold = enc["completion_ids"]
+    assert [step[0] for step in enc["topk_ids"]] == gold
+    assert all(step[0] == 0.0 and max(step[1:]) < -1e3 for step in enc["topk_logp"])
+    logits = torch.randn(1, len(gold), model.config.vocab_size)
+    kl = topk_kd_loss(
+        logits,
+        torch.tensor([enc["topk_ids"]]),
+        torch.tensor([enc["topk_logp"]]),
+        torch.ones(1, len(gold)),
+    )
+    ce = torch.nn.functional.cross_entropy(logits[0], torch.tensor(gold))
+    assert kl.item() == pytest.approx(ce.item(), rel=1e-4)
+
+
+def test_known_targets_with_a_live_teacher_is_refused():
+    with pytest.raises(SkeditError, match="known_targets"):
+        TrainConfig(method="kd", kd_teacher="live", known_targets=True)
+    TrainConfig(method="sft", known_targets=True)  # the answers themselves: fine
+
+
+def _record(case: int, subject: str, neighbours: list[str]) -> dict:
+    return {
+        "case_id": case,
+        "requested_rewrite": {"prompt": "{} is in", "subject": subject},
+        "neighborhood_prompts": [f"{s} is in" for s in neighbours],
+    }
+
+
+def test_the_batch_keeps_the_edits_whose_neighbours_it_does_not_edit():
+    records = [
+        _record(0, "A", ["B", "C"]),
+        _record(1, "B", ["A", "C"]),
+        _record(2, "C", ["A", "B"]),
+        _record(3, "D", ["X", "Y"]),  # neighbours outside the batch: always measurable
+    ]
+    batch = select_batch(records, 2)
+    subjects = {r["requested_rewrite"]["subject"] for r in batch}
+    assert "D" in subjects and len(batch) == 2
+    assert select_batch(records, 2) == batch  # deterministic
+    assert len(select_batch(records, 10)) == 4
+
+
+def test_heldout_locality_naming_an_edited_subject_is_dropped(tiny_lm_dir, tmp_path):
+    from skedit.pipelines.eval.heldout import heldout_probes
+    from skedit.prompts.io import write_jsonl
+    from skedit.sft.modelops import load_model
+
+    model, tok = load_model(tiny_lm_dir)
+    run = [
+        Edit(id="a", subject="alice", prompt="alice was born in", target_new="rome"),
+        Edit(id="b", subject="bob", prompt="bob was born in", target_new="paris"),
+    ]
+    held = [
+        run[0].model_copy(
+            update={
+                "locality": [
+                    Probe(prompt="bob was born in", kind="locality", subkind="neighborhood"),
+                    Probe(prompt="carol was born in", kind="locality", subkind="neighborhood"),
+                ]
+            }
+        )
+    ]
+    path = tmp_path / "held.jsonl"
+    write_jsonl(path, held)
+    out = heldout_probes(model, tok, run, path, progress=False)
+    assert [p.prompt for p in out.probes if p.kind == "locality"] == ["carol was born in"]
+    assert out.names_edited_subject == {"neighborhood": 1}
+    assert out.summary()["dropped_names_edited_subject"] == {"neighborhood": 1}

@@ -21,6 +21,7 @@ BENCHES = {
     "sft": ("sft", "teacher + training variants (sft, kd, ...) on world edits"),
     "eval": ("eval", "skedit against every baseline on the same world edits, in one run"),
     "rome": ("rome", "ROME, MEMIT and AlphaEdit on world edits, with a sequential curve"),
+    "real": ("real", "skedit and every baseline on a real model, on facts it knows (held out)"),
 }
 
 
@@ -173,4 +174,27 @@ def _args_rome(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-ARGUMENTS = {"agents": _args_agents, "sft": _args_sft, "eval": _args_eval, "rome": _args_rome}
+def _args_real(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a model folder or a name (smollm2-135m, ...)")
+    p.add_argument("--facts", required=True, help="a known-facts JSON file (ROME's layout)")
+    p.add_argument("--edits", type=int, default=60, help="counterfactual edits in the batch")
+    p.add_argument("--out", default="bench_real.json", help="JSON result file")
+    p.add_argument("--work", help="folder for the edits and the run (default: next to --out)")
+    p.add_argument("--recipe", help="recipe (default: the model's, else its family's)")
+    p.add_argument(
+        "--methods",
+        default="skedit,base,prompt,ft-l,ft-m,lora,rome,memit,alphaedit",
+        help="methods in the table (skedit = the whole `skedit run`)",
+    )
+    p.add_argument("--readme", help="splice the table into this file between its markers")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+ARGUMENTS = {
+    "agents": _args_agents,
+    "sft": _args_sft,
+    "eval": _args_eval,
+    "rome": _args_rome,
+    "real": _args_real,
+}

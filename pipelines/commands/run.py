@@ -10,6 +10,7 @@ from pathlib import Path
 
 from skedit.pipelines.run.config import RunConfig, load_config, parse_config
 from skedit.pipelines.run.orchestrate import next_step_message, run_pipeline
+from skedit.pipelines.run.recipes import recipe_path
 from skedit.prompts.errors import SkeditError
 
 
@@ -25,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", dest="run_dir", help="run directory (created if missing)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     p.add_argument("--model", help="base model path (default: the synthetic world model)")
-    p.add_argument("--config", help="a recipe YAML (see pipelines/recipes/)")
+    p.add_argument(
+        "--config",
+        help="a recipe: a YAML file or a shipped name (llama, gemma3, gpt2, world, world-cpu)",
+    )
     p.add_argument(
         "--auto-approve", action="store_true", help="approve prompts that pass the critic"
     )
@@ -63,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     config: RunConfig | None = None
     if not args.resume:
-        config = load_config(args.config) if args.config else parse_config({})
+        config = load_config(recipe_path(args.config, field="--config")) if args.config else None
+        config = config or parse_config({})
         if args.model:
             from skedit.sft.modelops import check_model_path
 

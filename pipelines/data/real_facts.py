@@ -146,3 +146,31 @@ def rewrites_only(records: Sequence[dict]) -> list[dict]:
         {**r, "paraphrase_prompts": [], "neighborhood_prompts": [], "attribute_prompts": []}
         for r in records
     ]
+
+
+def select_batch(records: Sequence[dict], n: int) -> list[dict]:
+    """``n`` of the counterfactual ``records`` chosen so that as many neighbourhood prompts as
+    possible name a subject the batch does *not* edit (a neighbour that the batch edits is
+    meant to change, so it cannot measure locality). Deterministic: starting from all records,
+    drop the one whose removal leaves the most such prompts, until ``n`` are left (ties: the
+    highest ``case_id`` goes). Only the held-out prompts' *subjects* are used, nothing that
+    reaches the editor."""
+    by_prompt = {}
+    for r in records:
+        subject = r["requested_rewrite"]["subject"]
+        by_prompt[r["requested_rewrite"]["prompt"].replace("{}", subject)] = subject
+    batch = sorted(records, key=lambda r: r["case_id"])
+
+    def score(chosen: list[dict]) -> int:
+        edited = {r["requested_rewrite"]["subject"] for r in chosen}
+        return sum(
+            by_prompt.get(p) not in edited for r in chosen for p in r["neighborhood_prompts"]
+        )
+
+    while len(batch) > max(n, 0):
+        best = max(
+            range(len(batch)),
+            key=lambda i: (score(batch[:i] + batch[i + 1 :]), batch[i]["case_id"]),
+        )
+        batch.pop(best)
+    return batch

@@ -4,13 +4,16 @@ A real model does not answer every phrasing of a fact it knows. A paraphrase it 
 before the edit says nothing about the edit, and neither does a neighbourhood prompt it never
 answered right. So a rephrase counts only where the base model gave the edit's old answer
 (``target_old``), and a locality probe with a gold answer only where the base model gave that
-answer; the rest are dropped and counted. Locality is then scored, as always, against the base
+answer; the rest are dropped and counted. A locality probe that names a subject the run edits
+is dropped too (``names_edited_subject``): a neighbour of one edit may be another edit of the
+same batch, whose answer is meant to change. Locality is then scored, as always, against the base
 model's own recorded answer.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +31,7 @@ class HeldOut:
     n_edits_unmatched: int = 0
     kept: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    names_edited_subject: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {
@@ -36,8 +40,10 @@ class HeldOut:
             "edits_not_in_run": self.n_edits_unmatched,
             "kept": self.kept,
             "dropped_base_wrong": self.dropped,
+            "dropped_names_edited_subject": self.names_edited_subject,
             "rule": "a rephrase counts only where the base model answered it with target_old, "
-            "a locality probe with a gold answer only where the base model gave that answer",
+            "a locality probe with a gold answer only where the base model gave that answer, "
+            "and no locality probe that names a subject the run edits",
         }
 
 
@@ -68,6 +74,15 @@ def _candidates(run: Edit, f: Edit) -> list[tuple[Probe, list[str] | None]]:
         probe = Probe(prompt=p.prompt, kind="locality", edit_id=run.id, subkind=p.subkind)
         out.append((probe, list(p.answers) or None))
     return out
+
+
+def _subject_pattern(edits: Sequence[Edit]) -> re.Pattern | None:
+    """Matches any edited subject as a whole word (case-insensitive)."""
+    subjects = sorted({e.subject for e in edits if e.subject.strip()}, key=len, reverse=True)
+    if not subjects:
+        return None
+    alts = "|".join(re.escape(s) for s in subjects)
+    return re.compile(rf"(?<!\w)(?:{alts})(?!\w)", flags=re.IGNORECASE)
 
 
 def heldout_probes(
@@ -105,12 +120,16 @@ def heldout_probes(
         n_edits_unmatched=len(loaded.edits) - len(pairs),
     )
     seen: set[tuple[str, str, str]] = set()
+    edited = _subject_pattern(run_edits)
     for i, (probe, want) in enumerate(items):
         key = (probe.kind, probe.edit_id or "", probe.prompt)
         if key in seen:
             continue
         seen.add(key)
         label = probe.subkind if probe.kind == "locality" and probe.subkind else probe.kind
+        if probe.kind == "locality" and edited is not None and edited.search(probe.prompt):
+            out.names_edited_subject[label] = out.names_edited_subject.get(label, 0) + 1
+            continue
         if want and not matches(answered[i], want):
             out.dropped[label] = out.dropped.get(label, 0) + 1
             continue

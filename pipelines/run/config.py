@@ -42,6 +42,10 @@ def _section_classes() -> dict[str, type]:
     return {"agents": AgentsConfig, "training": TrainConfig, "evaluation": EvalSettings}
 
 
+# a recipe's hyper-parameters for the baselines the evaluation runs (names as in --baselines);
+# checked by the editor when it runs (``editors.baselines.hparams_for``)
+EDITOR_SECTIONS = ("ft-l", "ft-m", "lora", "rome", "memit", "alphaedit")
+
 TOP_LEVEL = {
     "model": "path or hub id of the base model (default: the synthetic world model)",
     "teacher": "path of a different teacher model (default: the base model)",
@@ -55,6 +59,7 @@ class RunConfig:
     teacher: str | None = None
     seed: int = 0
     sections: dict[str, Any] = dataclasses.field(default_factory=dict)
+    editors: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def section(self, name: str):
         return self.sections[name]
@@ -63,6 +68,7 @@ class RunConfig:
         out: dict[str, Any] = {"model": self.model, "teacher": self.teacher, "seed": self.seed}
         for name, obj in self.sections.items():
             out[name] = dataclasses.asdict(obj)
+        out.update({k: dict(v) for k, v in self.editors.items()})
         return out
 
 
@@ -101,13 +107,23 @@ def parse_config(data: dict[str, Any] | None, *, source: str = "<config>") -> Ru
     data = dict(data or {})
     classes = _section_classes()
     for key in data:
-        if key not in classes and key not in TOP_LEVEL:
+        if key not in classes and key not in TOP_LEVEL and key not in EDITOR_SECTIONS:
             raise SkeditError(
                 f"unknown key '{key}'",
                 file=source,
                 field=key,
-                hint=f"top-level keys: {', '.join([*TOP_LEVEL, *classes])}",
+                hint=f"top-level keys: {', '.join([*TOP_LEVEL, *classes, *EDITOR_SECTIONS])}",
             )
+    editors = {}
+    for key in EDITOR_SECTIONS:
+        if key in data and data[key] is not None:
+            if not isinstance(data[key], dict):
+                raise SkeditError(
+                    f"section '{key}' must be a mapping of the baseline's hyper-parameters",
+                    file=source,
+                    field=key,
+                )
+            editors[key] = dict(data[key])
     for key in ("model", "teacher"):
         if data.get(key) is not None and not isinstance(data[key], str | os.PathLike):
             raise SkeditError(f"'{key}' must be a path (a string)", file=source, field=key)
@@ -120,7 +136,7 @@ def parse_config(data: dict[str, Any] | None, *, source: str = "<config>") -> Ru
     }
     model = str(data["model"]) if data.get("model") else None
     teacher = str(data["teacher"]) if data.get("teacher") else None
-    return RunConfig(model=model, teacher=teacher, seed=seed, sections=sections)
+    return RunConfig(model=model, teacher=teacher, seed=seed, sections=sections, editors=editors)
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

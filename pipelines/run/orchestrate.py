@@ -289,10 +289,13 @@ def _distil_and_evaluate(
     eval_cfg = config.section("evaluation")
     eval_hash = hash_inputs(
         dataclasses.asdict(eval_cfg),
+        config.editors,
         model_path,
         files=[run.model / "model.safetensors", run.probes, run.prompts],
     )
-    stages.stage("eval", eval_hash, lambda fresh: _eval_stage(run, eval_cfg, eval_hook_for))
+    stages.stage(
+        "eval", eval_hash, lambda fresh: _eval_stage(run, eval_cfg, eval_hook_for, config.editors)
+    )
 
 
 # --- the stages: thin calls into the packages that own the work --------------------------------
@@ -354,12 +357,13 @@ def _train_stage(
     train_stage(run, train_cfg, model_path, teacher_path, manifest, resume=True)
 
 
-def _eval_stage(run: RunDir, eval_cfg, hook_for: HookFactory | None) -> None:
+def _eval_stage(run: RunDir, eval_cfg, hook_for: HookFactory | None, editors=None) -> None:
     from skedit.pipelines.eval.harness import evaluate_run
 
     evaluate_run(
         run.path,
         baselines=list(eval_cfg.baselines),
+        hparams=editors or None,
         sequential=eval_cfg.sequential,
         retention=eval_cfg.retention,
         hook_for=hook_for,

@@ -82,6 +82,7 @@ def rewrite_edit(rw: Any, path: str, *, edit_id: str | None, source: str) -> tup
             join(path, "prompt"), f"expected '{{}}' where the subject goes, got {template!r}"
         )
     target_old = _target(rw, "target_true", path, required=False)
+    relation = opt_str(rw, "relation_id", path) or ""
     edit = Edit(
         id=edit_id or "",
         subject=subject,
@@ -89,9 +90,10 @@ def rewrite_edit(rw: Any, path: str, *, edit_id: str | None, source: str) -> tup
         target_new=_target(rw, "target_new", path, required=True) or "",
         target_old=target_old,
         kind="modify" if target_old else "insert",
+        relation=relation or None,  # a Wikidata id: the questioner asks it in written forms
         source=source,
     )
-    return edit, opt_str(rw, "relation_id", path) or ""
+    return edit, relation
 
 
 def counterfact_edits(rec: Any, source: str) -> list[tuple[Edit, str]]:

@@ -30,6 +30,7 @@ from skedit.agents.context import AgentsContext
 from skedit.agents.graph import build_graph
 from skedit.agents.nodes.review import ReviewDecision, summary
 from skedit.agents.routing import PENDING
+from skedit.prompts import runfiles as F
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_text, read_jsonl, write_jsonl
 from skedit.prompts.schema import DensePrompt, Edit, Probe, content_id
@@ -45,7 +46,7 @@ def thread_id_for(edits: list[Edit]) -> str:
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.yaml"
+    path = run_dir / F.CONFIG
     if not path.exists():
         return {}
     try:
@@ -61,7 +62,7 @@ def _write_run_config(run_dir: Path, model_path: str, config: AgentsConfig) -> N
     data = read_run_config(run_dir)  # other stages' sections are kept
     data["model"] = str(model_path)
     data["agents"] = config.to_dict()
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(run_dir / F.CONFIG, yaml.safe_dump(data, sort_keys=False))
 
 
 def saved_config(run_dir: Path) -> AgentsConfig:
@@ -123,7 +124,7 @@ def _run_config(thread_id: str) -> dict[str, Any]:
 
 def _log(run_dir: Path, line: str) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with open(run_dir / "agents.log", "a", encoding="utf-8") as fh:
+    with open(run_dir / F.AGENTS_LOG, "a", encoding="utf-8") as fh:
         fh.write(f"{stamp} pid={os.getpid()} {line}\n")
 
 
@@ -179,17 +180,17 @@ def _notes(run_dir: Path, notes: list[str]) -> None:
 def write_outputs(run_dir: Path, values: dict[str, Any]) -> None:
     """The run directory files, rewritten from the graph's saved state."""
     if values.get("edits"):
-        write_jsonl(run_dir / "edits.jsonl", [Edit.model_validate(e) for e in values["edits"]])
+        write_jsonl(run_dir / F.EDITS, [Edit.model_validate(e) for e in values["edits"]])
     if values.get("probes"):
-        write_jsonl(run_dir / "probes.jsonl", [Probe.model_validate(p) for p in values["probes"]])
+        write_jsonl(run_dir / F.PROBES, [Probe.model_validate(p) for p in values["probes"]])
     prompts = sorted(
         (DensePrompt.model_validate(p) for p in values.get("prompts", {}).values()),
         key=lambda p: p.id,
     )
     if not prompts:
         return
-    out = run_dir / "prompts"
-    write_jsonl(out / "prompts.jsonl", prompts)
+    out = (run_dir / F.PROMPTS).parent
+    write_jsonl(run_dir / F.PROMPTS, prompts)
     keep = {f"{p.id}.md" for p in prompts}
     for stale in out.glob("*.md"):
         if stale.name not in keep:
@@ -370,7 +371,7 @@ def submit_review(
 
 def load_prompts(run_dir: str | os.PathLike) -> list[DensePrompt]:
     """The run's dense prompts with their current status (``DIR/prompts/prompts.jsonl``)."""
-    path = Path(run_dir) / "prompts" / "prompts.jsonl"
+    path = Path(run_dir) / F.PROMPTS
     if not path.exists():
         raise SkeditError(
             "no prompts yet", file=str(path), hint="run: skedit agents run EDITS --run DIR"

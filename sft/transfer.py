@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from skedit.prompts import APPROVED
+from skedit.prompts import runfiles as F
 from skedit.prompts.answers import first_answer, matches
 from skedit.prompts.io import read_jsonl, write_jsonl
 from skedit.prompts.render import completion_text, context_prefix
@@ -24,7 +25,7 @@ from skedit.prompts.schema import DensePrompt, Probe, TransferExample
 from skedit.sft.config import TrainConfig
 from skedit.sft.modelops import encode_input, encode_target
 
-TRANSFER_FILE = "transfer.jsonl"
+TRANSFER_FILE = F.TRANSFER
 TRANSFER_KINDS = ("edit", "rephrase", "portability")
 KNOWN_FLOOR = -1e4  # log-prob of every other token in a known answer's stored top-k (e^-1e4 = 0)
 

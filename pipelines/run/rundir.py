@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from skedit.prompts import runfiles as F
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json
 
@@ -56,43 +57,43 @@ class RunDir:
     # files -----------------------------------------------------------------------------
     @property
     def config(self) -> Path:
-        return self.path / "config.yaml"
+        return self.path / F.CONFIG
 
     @property
     def edits(self) -> Path:
-        return self.path / "edits.jsonl"
+        return self.path / F.EDITS
 
     @property
     def probes(self) -> Path:
-        return self.path / "probes.jsonl"
+        return self.path / F.PROBES
 
     @property
     def prompts(self) -> Path:
-        return self.path / "prompts" / "prompts.jsonl"
+        return self.path / F.PROMPTS
 
     @property
     def transfer(self) -> Path:
-        return self.path / "transfer.jsonl"
+        return self.path / F.TRANSFER
 
     @property
     def model(self) -> Path:
-        return self.path / "model"
+        return self.path / F.MODEL
 
     @property
     def metrics(self) -> Path:
-        return self.path / "metrics.json"
+        return self.path / F.METRICS
 
     @property
     def stages_file(self) -> Path:
-        return self.path / "stages.json"
+        return self.path / F.STAGES
 
     @property
     def lock_file(self) -> Path:
-        return self.path / ".skedit.lock"
+        return self.path / F.LOCK
 
     @property
     def options_file(self) -> Path:
-        return self.path / "run.json"
+        return self.path / F.OPTIONS
 
     def options(self) -> dict[str, Any]:
         """How the run was started (e.g. ``auto_approve``), so ``--resume`` continues alike."""

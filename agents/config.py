@@ -68,7 +68,11 @@ class AgentsConfig:
     )
     min_locality: float = field(
         default=0.97,
-        metadata={"help": "agreement with pre-edit answers on unrelated probes needed to pass"},
+        metadata={
+            "help": "agreement with pre-edit answers on unrelated probes needed to pass (0: the "
+            "critic asks the teacher only 2 per edit, for the figure; training takes their "
+            "answers from the base model)"
+        },
     )
     min_portability: float = field(
         default=0.0, metadata={"help": "teacher accuracy on multi-hop probes needed to pass"}
@@ -84,6 +88,13 @@ class AgentsConfig:
     )
     generated_rephrases: int = field(
         default=2, metadata={"help": "rephrases generated when an edit has none"}
+    )
+    relation_locality: int = field(
+        default=0,
+        metadata={
+            "help": "locality probes per edit: its question about well-known subjects of its "
+            "Wikidata relation (skedit.prompts.relations.WELL_KNOWN), which keep their answers"
+        },
     )
     general_locality: int = field(
         default=0,

@@ -79,6 +79,9 @@ def _mean(xs: list[bool]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
 
 
+FIGURE_LOCALITY = 2  # locality probes per edit asked when they cannot fail a prompt
+
+
 def scored_probes(edits: list[Edit], by_edit: dict[str, list[Probe]]) -> list[Probe]:
     """The probes a prompt stating ``edits`` is checked on (the critic and bench_agents alike).
 
@@ -93,6 +96,23 @@ def scored_probes(edits: list[Edit], by_edit: dict[str, list[Probe]]) -> list[Pr
         for p in by_edit.get(e.id, [])
         if not p.unanswered and not (p.kind == "locality" and normalise(p.prompt) in asked)
     ]
+
+
+def _checked(probes: list[Probe], cfg) -> list[Probe]:
+    """The probes the teacher answers. A locality threshold of 0 cannot fail a prompt: then
+    only the first ``FIGURE_LOCALITY`` locality probes per edit are asked, for the reviewer's
+    figure (training takes locality answers from the base model, never from the teacher)."""
+    if cfg.min_locality > 0:
+        return probes
+    seen: dict[str, int] = {}
+    out = []
+    for p in probes:
+        if p.kind == "locality":
+            seen[p.edit_id or ""] = seen.get(p.edit_id or "", 0) + 1
+            if seen[p.edit_id or ""] > FIGURE_LOCALITY:
+                continue
+        out.append(p)
+    return out
 
 
 def judge(
@@ -113,7 +133,7 @@ def judge(
             verdicts.append(Verdict(crit, missing=missing, over_budget=over))
             continue
         verdicts.append(None)
-        jobs += [(i, p) for p in scored_probes(edits, by_edit)]
+        jobs += [(i, p) for p in _checked(scored_probes(edits, by_edit), ctx.config)]
     if jobs:
         model, tok = ctx.teacher()
         with ctx.lock:

@@ -122,6 +122,7 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
                     loc.append(_locality(prompt, e.id, "same_subject"))
             others = [o for o in edits[i + 1 :] + edits[:i] if o.subject.lower() in known]
             loc += _other_subject_locality(e, others, edited, asked, config)
+            loc += _well_known_locality(e, edits, asked, config.relation_locality)
             update["locality"] = loc
         if not e.locality and general.get(e.id):
             update["locality"] = [*update.get("locality", []), *general[e.id]]
@@ -173,6 +174,25 @@ def _other_subject_locality(
         prompts = [p for p in prompts if normalise(p) not in asked]
         n_subjects += bool(prompts)
         out += [_locality(p, e.id, "other_subject") for p in prompts]
+    return out
+
+
+def _well_known_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) -> list[Probe]:
+    """``e``'s own question about ``n`` well-known subjects of its Wikidata relation (none of the
+    batch's subjects): the ones an over-general edit moves first are those that share its old
+    object, and a real batch names too few subjects to anchor them."""
+    own = template_of(e.prompt, e.subject)
+    if own is None or n <= 0:
+        return []
+    batch = {x.subject.lower() for x in edits}
+    out: list[Probe] = []
+    for s in wikidata.WELL_KNOWN.get(e.relation or "", []):
+        prompt = own.replace("{}", s)
+        if s.lower() in batch or normalise(prompt) in asked:
+            continue
+        out.append(_locality(prompt, e.id, "well_known"))
+        if len(out) >= n:
+            break
     return out
 
 

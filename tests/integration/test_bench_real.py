@@ -14,7 +14,10 @@ from skedit.prompts.answers import first_answer
 from skedit.sft.modelops import generate, load_model
 
 SUBJECTS = ["Alice", "Bob", "Carol", "Dave", "Lisbon", "Madrid", "Vienna", "Prague"]
-FORMS = {"P1": ["{} lives in", "The home of {} is"], "P2": ["{} works for", "The employer of {} is"]}
+FORMS = {
+    "P1": ["{} lives in", "The home of {} is"],
+    "P2": ["{} works for", "The employer of {} is"],
+}
 
 
 def _known_facts(model_dir: Path, path: Path) -> Path:

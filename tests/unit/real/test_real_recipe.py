@@ -44,6 +44,18 @@ def test_a_wikidata_relation_gets_written_rephrases_wrappers_and_two_wordings_of
     assert {p.edit_id for p in general} == {e.id for e in edits}
 
 
+def test_well_known_subjects_of_the_relation_are_asked_the_edit_question_as_anchors():
+    edits = [
+        _edit("Trento", "Trento is located in the country of", "France", "Italy"),
+        _edit("Rome", "Rome is located in the country of", "Peru", "Italy"),
+    ]
+    out = generated_probes(edits, AgentsConfig(relation_locality=3))
+    anchors = [p.prompt for p in out[edits[0].id].locality if p.subkind == "well_known"]
+    want = [s for s in relations.WELL_KNOWN["P17"] if s != "Rome"][:3]  # Rome: in the batch
+    assert anchors == [f"{s} is located in the country of" for s in want]
+    assert all(p.expected is None and not p.answers for p in out[edits[0].id].locality)
+
+
 def test_general_anchors_never_name_a_subject_of_the_batch():
     subject = "Big Ben"  # a GENERAL prompt names it
     edits = [_edit(subject, "Big Ben is located in the city of", "Rome", "London", "P131")]
@@ -72,9 +84,7 @@ def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
     prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
 
     def build(known: bool):
-        cfg = TrainConfig(
-            topk=4, kd_teacher="topk", known_targets=known, teacher_max_new_tokens=2
-        )
+        cfg = TrainConfig(topk=4, kd_teacher="topk", known_targets=known, teacher_max_new_tokens=2)
         return build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
 
     plain, fixed = build(False), build(True)

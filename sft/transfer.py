@@ -82,16 +82,23 @@ def build_transfer_set(
     """
     config = config or TrainConfig()
     taught, anchors = _transfer_probes(prompts, probes)
+    # known answers with a stored top-k need no generation: the teacher reads the known answer
+    # token by token (add_teacher_topk), and where its greedy choice differs it is not followed
+    forced = config.known_targets and config.topk > 0
+    ask = [not (forced and _has_known_answer(pr)) for pr, _ in taught]
+    asked = [t for t, a in zip(taught, ask, strict=True) if a]
     desc = "teacher" if progress else None
-    answers = _generate(
-        model, tokenizer, [p.prompt for p, _ in taught], [c for _, c in taught], config, desc
+    generated = iter(
+        _generate(
+            model, tokenizer, [p.prompt for p, _ in asked], [c for _, c in asked], config, desc
+        )
     )
+    answers = [next(generated) if a else "" for a in ask]
     rows: list[TransferExample] = []
     for (pr, prefix), ans in zip(taught, answers, strict=True):
         known = (
             config.known_targets
-            and pr.kind in ("edit", "rephrase")
-            and bool(pr.answers)
+            and _has_known_answer(pr)
             and not (ans and matches(ans, pr.answers))
         )
         if known:
@@ -139,6 +146,10 @@ def build_transfer_set(
     return rows
 
 
+def _has_known_answer(probe: Probe) -> bool:
+    return probe.kind in ("edit", "rephrase") and bool(probe.answers)
+
+
 def _generate(model, tokenizer, prompts, prefixes, config: TrainConfig, desc) -> list[str]:
     from skedit.sft.modelops import generate
 
@@ -177,9 +188,13 @@ def add_teacher_topk(
         logp = torch.log_softmax(logits.logits.float(), -1)
         for i, r in enumerate(chunk):
             span = logp[i, keep - lens[i] - 1 : keep - 1]
-            if r.known:  # the known answer with probability 1: the KL is its cross-entropy
+            if r.known:
                 gold = torch.tensor(seqs[i][-lens[i] :], device=span.device)
-                span = torch.full_like(span, KNOWN_FLOOR).scatter(-1, gold[:, None], 0.0)
+                # the teacher reads the known answer: where it would say every token itself, its
+                # distribution is kept; else the known answer with probability 1 (KL = its CE)
+                r.known = not bool((span.argmax(-1) == gold).all())
+                if r.known:
+                    span = torch.full_like(span, KNOWN_FLOOR).scatter(-1, gold[:, None], 0.0)
             top = span.topk(k, dim=-1)
             r.teacher_topk = [
                 [(int(t), round(float(v), 5)) for t, v in zip(ti, vi, strict=True)]

@@ -166,3 +166,23 @@ def test_heldout_locality_naming_an_edited_subject_is_dropped(tiny_lm_dir, tmp_p
     assert [p.prompt for p in out.probes if p.kind == "locality"] == ["carol was born in"]
     assert out.names_edited_subject == {"neighborhood": 1}
     assert out.summary()["dropped_names_edited_subject"] == {"neighborhood": 1}
+
+
+def test_where_the_teacher_says_the_known_answer_itself_its_distribution_is_kept(tiny):
+    from skedit.prompts.render import context_prefix
+    from skedit.sft.modelops import generate
+    from skedit.sft.transfer import build_transfer_set
+
+    model, tok = tiny
+    text = "alice born rome ."
+    (said,) = generate(model, tok, ["alice was born in"], prefixes=[context_prefix(text)])
+    from skedit.prompts.answers import first_answer
+
+    own = first_answer(said)
+    assert own
+    probes = [Probe(prompt="alice was born in", answers=[own], kind="edit", edit_id="e1")]
+    prompts = [DensePrompt(edit_ids=["e1"], text=text, status="approved")]
+    cfg = TrainConfig(topk=4, kd_teacher="topk", known_targets=True)
+    (row,) = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
+    assert row.completion.strip() == own and not row.known
+    assert row.teacher_topk[0][1][1] > -1e3  # a real distribution, not the point mass

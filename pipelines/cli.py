@@ -24,6 +24,7 @@ COMMANDS = [
     "demo",
     "bench",
     "model",
+    "recipe",
 ]
 
 

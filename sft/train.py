@@ -118,6 +118,7 @@ class TrainResult:
     log_history: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     examples: int = 0
+    resumed_from: str | None = None  # the checkpoint training continued from
 
 
 def repeats(ex: TransferExample) -> int:
@@ -180,6 +181,11 @@ def build_trainer(
         teacher = copy.deepcopy(model)
     model = apply_scope(model, config)
     args = config.to_sft_config(out_dir)
+    # data-parallel ranks split the global micro-batch: every optimizer step sees the same
+    # examples as one process does (see skedit.sft.launch)
+    from skedit.sft.launch import per_device_batch, world_size
+
+    args.per_device_train_batch_size = per_device_batch(config.batch_size, world_size())
     dataset = build_dataset(tokenizer, examples, config.method, topk=config.topk if stored else 0)
     if len(dataset) == 0:
         from skedit.prompts.errors import SkeditError
@@ -315,6 +321,10 @@ def train_student(
     )
     n_train = trainable_parameters(model)
     resume_from = last_checkpoint(out_dir) if resume else None
+    if resume_from:
+        import sys
+
+        print(f"skedit: resuming from {resume_from}", file=sys.stderr, flush=True)
     start = time.perf_counter()
     model.train()
     trainer.train(resume_from_checkpoint=resume_from)
@@ -330,6 +340,7 @@ def train_student(
             log_history=history,
             steps=steps,
             examples=len(examples),
+            resumed_from=resume_from,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -350,6 +361,7 @@ def train_student(
         log_history=history,
         steps=steps,
         examples=len(examples),
+        resumed_from=resume_from,
     )
 
 

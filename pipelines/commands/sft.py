@@ -51,13 +51,20 @@ def register(subparsers) -> None:
     p.add_argument(
         "--launcher",
         choices=["inprocess", "accelerate"],
-        default="inprocess",
-        help="train in this process or under `accelerate launch`",
+        help="train in this process or under `accelerate launch` (default: inprocess, or "
+        "accelerate with --processes N > 1 or --accelerate-config; recipe/config: launch:)",
     )
     p.add_argument(
         "--accelerate-config",
         metavar="NAME|FILE",
         help="multi_gpu, zero1/2/3, fsdp, or an accelerate YAML file",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="data-parallel processes: N GPUs, or N CPU processes (gloo) where there is no GPU; "
+        "the training batch_size is split across them (launch.processes in a recipe)",
     )
     p.add_argument("--dry-run", action="store_true", help="show what would train, train nothing")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -150,6 +157,72 @@ def resolve_config(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path)
         ) from exc
 
 
+def resolve_launch_settings(
+    args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
+    """The ``launch:`` settings: the run's config.yaml, then the recipe, then the command line;
+    ``config_base`` is where a relative accelerate config file is looked up (the recipe's
+    folder, else the run's)."""
+    from skedit.pipelines.run.config import LaunchSettings, _build_section
+    from skedit.pipelines.run.recipes import recipe_path
+    from skedit.sft.launch import resolve_launch
+
+    merged = dict(cfg.get("launch") or {})
+    base = str(run_dir)
+    if args.recipe:
+        recipe_launch = load_recipe(args.recipe).get("launch") or {}
+        if recipe_launch.get("accelerate_config"):
+            base = str(recipe_path(args.recipe).parent)
+        merged.update(recipe_launch)
+    source = args.recipe or str(run_dir / "config.yaml")
+    settings = _build_section(LaunchSettings, merged, source=str(source), name="launch")
+    launcher = args.launcher or settings.launcher
+    processes = args.processes if args.processes is not None else settings.processes
+    accelerate_config = args.accelerate_config or settings.accelerate_config
+    launcher, n, accelerate_config = resolve_launch(launcher, processes, accelerate_config)
+    return {
+        "launcher": launcher,
+        "processes": processes,
+        "n": n,
+        "accelerate_config": accelerate_config,
+        "config_base": base,
+    }
+
+
+def launch_plan(launch: dict[str, Any], config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """What the train stage would start: the command, the engine, the batch per process."""
+    from skedit.sft.launch import (
+        accelerate_command,
+        check_accelerate_config,
+        check_data_parallel,
+        per_device_batch,
+    )
+
+    n = launch["n"]
+    check_data_parallel(config, n)
+    out: dict[str, Any] = {
+        "launcher": launch["launcher"],
+        "processes": n,
+        "batch_per_process": per_device_batch(config.batch_size, n),
+        "global_batch": config.batch_size * config.grad_accum,
+    }
+    if launch["launcher"] != "accelerate":
+        return out
+    if launch["accelerate_config"]:
+        out["accelerate_config"] = check_accelerate_config(
+            launch["accelerate_config"], base=launch["config_base"]
+        )
+    out["command"] = accelerate_command(
+        run_dir,
+        accelerate_config=launch["accelerate_config"],
+        processes=launch["processes"],
+        threads=config.threads,
+        config_base=launch["config_base"],
+        port=29500,
+    )
+    return out
+
+
 def _peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -215,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     cfg, prompts, probes = read_run(run_dir)
     config = resolve_config(args, cfg, run_dir)
+    launch = resolve_launch_settings(args, cfg, run_dir)
     model_path = str(cfg["model"])
     teacher_path = str(args.teacher or cfg.get("teacher") or model_path)
     from skedit.sft.train import carried_rows, check_replay_topk
@@ -227,8 +301,9 @@ def run(args: argparse.Namespace) -> int:
             file=str(run_dir / "prompts"),
             hint="approve prompts with `skedit review DIR`",
         )
+    launch_info = launch_plan(launch, config, run_dir)  # its errors before any work
     if args.dry_run:
-        info = plan(prompts, probes, config, model_path)
+        info = {**plan(prompts, probes, config, model_path), "launch": launch_info}
         print(json.dumps(info, indent=None if args.json else 2))
         return 0
     finished = (run_dir / "model" / "model.safetensors").exists()
@@ -255,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
     # with --json, stdout carries only the result: progress and trainer logs go to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
-        out = _train(args, run_dir, prompts, probes, config, model_path, teacher_path)
+        out = _train(args, run_dir, prompts, probes, config, model_path, teacher_path, launch)
     if args.json:
         print(json.dumps(out))
     else:
@@ -276,6 +351,7 @@ def _train(
     config: TrainConfig,
     model_path: str,
     teacher_path: str,
+    launch: dict[str, Any],
 ) -> dict[str, Any]:
     from skedit.pipelines.run.stages import (
         same_job_interrupted,
@@ -296,8 +372,10 @@ def _train(
         teacher_path,
         train_manifest(run, prompts, teacher_path),
         resume=resume,
-        launcher=args.launcher,
-        accelerate_config=args.accelerate_config,
+        launcher=launch["launcher"],
+        accelerate_config=launch["accelerate_config"],
+        processes=launch["processes"],
+        config_base=launch["config_base"],
         quiet=args.json,
     )
     return {
@@ -311,4 +389,7 @@ def _train(
         "trainable_parameters": result["trainable_parameters"],
         "steps": result["steps"],
         "examples": len(teacher.rows),
+        "launcher": launch["launcher"],
+        "processes": launch["n"],
+        "resumed_from": result.get("resumed_from"),
     }

@@ -35,11 +35,43 @@ class EvalSettings:
     )
 
 
+@dataclasses.dataclass
+class LaunchSettings:
+    """How the train stage runs (see ``skedit sft --help``): where, and on how many processes.
+    Not a training setting: results agree across launches up to floating-point noise, so a
+    change here does not retrain a finished student."""
+
+    launcher: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "inprocess or accelerate (default: accelerate when processes > 1 or an "
+            "accelerate_config is named, else inprocess)"
+        },
+    )
+    processes: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "data-parallel processes (GPUs, or CPU processes on gloo where there is no "
+            "GPU; default: one on CPU, every GPU under accelerate); training.batch_size stays "
+            "the global micro-batch, split across them"
+        },
+    )
+    accelerate_config: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "multi_gpu, zero1/2/3, fsdp, fsdp1, fsdp2, or an accelerate YAML file"},
+    )
+
+
 def _section_classes() -> dict[str, type]:
     from skedit.agents.config import AgentsConfig
     from skedit.sft.config import TrainConfig
 
-    return {"agents": AgentsConfig, "training": TrainConfig, "evaluation": EvalSettings}
+    return {
+        "agents": AgentsConfig,
+        "training": TrainConfig,
+        "evaluation": EvalSettings,
+        "launch": LaunchSettings,
+    }
 
 
 # a recipe's hyper-parameters for the baselines the evaluation runs (names as in --baselines);

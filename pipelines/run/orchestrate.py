@@ -284,7 +284,9 @@ def _distil_and_evaluate(
     stages.stage(
         "train",
         train_hash,
-        lambda fresh: _train_stage(run, prompts, model_path, teacher_path, train_cfg, fresh=fresh),
+        lambda fresh: _train_stage(
+            run, prompts, model_path, teacher_path, train_cfg, config, fresh=fresh
+        ),
     )
     eval_cfg = config.section("evaluation")
     eval_hash = hash_inputs(
@@ -349,12 +351,24 @@ def _teacher_stage(
 
 
 def _train_stage(
-    run: RunDir, prompts, model_path: str, teacher_path: str, train_cfg, *, fresh: bool
+    run: RunDir, prompts, model_path: str, teacher_path: str, train_cfg, config, *, fresh: bool
 ) -> None:
     if fresh and run.model.exists():  # a model or checkpoints of other inputs: start over
         shutil.rmtree(run.model)
     manifest = train_manifest(run, prompts, teacher_path)
-    train_stage(run, train_cfg, model_path, teacher_path, manifest, resume=True)
+    launch = config.sections.get("launch")  # how it runs, not what it trains: not in the hash
+    train_stage(
+        run,
+        train_cfg,
+        model_path,
+        teacher_path,
+        manifest,
+        resume=True,
+        launcher=launch.launcher if launch else "inprocess",
+        processes=launch.processes if launch else None,
+        accelerate_config=launch.accelerate_config if launch else None,
+        config_base=str(run.path),
+    )
 
 
 def _eval_stage(run: RunDir, eval_cfg, hook_for: HookFactory | None, editors=None) -> None:

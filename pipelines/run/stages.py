@@ -117,28 +117,55 @@ def train_stage(
     manifest: dict[str, Any],
     *,
     resume: bool,
-    launcher: str = "inprocess",
+    launcher: str | None = "inprocess",
     accelerate_config: str | None = None,
+    processes: int | None = None,
+    config_base: str | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train the student of ``run`` on ``DIR/transfer.jsonl``; returns the job's summary.
 
     ``launcher``: ``inprocess`` or ``accelerate`` (``accelerate launch -m skedit.sft.launch``,
-    with ``accelerate_config``); ``quiet`` sends the launcher's stdout to stderr."""
-    from skedit.sft.launch import accelerate_command, run_job, write_job
+    with ``accelerate_config``, found under ``config_base`` when relative); None picks
+    accelerate when ``processes > 1`` or a config is named. ``processes``: data-parallel ranks
+    (``batch_size`` is split across them); their logs go to ``DIR/logs/rank<N>.log``.
+    ``quiet`` sends the launcher's stdout to stderr."""
+    from skedit.sft.launch import (
+        LOGS,
+        accelerate_command,
+        check_data_parallel,
+        launch_env,
+        resolve_launch,
+        run_job,
+        write_job,
+    )
 
+    launcher, n, accelerate_config = resolve_launch(launcher, processes, accelerate_config)
+    check_data_parallel(config, n)
     write_job(run.path, model=model_path, teacher=teacher_path, config=config, manifest=manifest)
     if launcher != "accelerate":
         return run_job(run.path, resume=resume)
-    cmd = accelerate_command(run.path, accelerate_config=accelerate_config, resume=resume)
+    cmd = accelerate_command(
+        run.path,
+        accelerate_config=accelerate_config,
+        resume=resume,
+        processes=processes,
+        threads=config.threads,
+        config_base=config_base,
+    )
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=sys.stderr if quiet else None)
+    proc = subprocess.run(
+        cmd, stdout=sys.stderr if quiet else None, env=launch_env(threads=config.threads)
+    )
     if proc.returncode != 0:
         raise SkeditError(
-            f"accelerate launch failed (exit {proc.returncode})", hint="command: " + " ".join(cmd)
+            f"accelerate launch failed (exit {proc.returncode})",
+            file=str(run.path / LOGS),
+            hint="every rank's output is in rank<N>.log there; command: " + " ".join(cmd),
         )
     result = json.loads((run.model / "train_result.json").read_text())
     result["launcher_seconds"] = round(time.perf_counter() - start, 2)
+    result["processes"] = n
     return result
 
 

@@ -59,6 +59,13 @@ class AgentsConfig:
             "'statements' ('s relation t.' each; shards grouped by subject)"
         },
     )
+    critic_rephrases: int = field(
+        default=0,
+        metadata={
+            "help": "rephrases per edit the critic asks the teacher (0 = all); with many "
+            "generated rephrases and known_targets training, a few say whether it reads the prompt"
+        },
+    )
     max_rounds: int = field(
         default=3, metadata={"help": "writer/critic rounds per shard before it is marked failed"}
     )

@@ -101,16 +101,17 @@ def scored_probes(edits: list[Edit], by_edit: dict[str, list[Probe]]) -> list[Pr
 def _checked(probes: list[Probe], cfg) -> list[Probe]:
     """The probes the teacher answers. A locality threshold of 0 cannot fail a prompt: then
     only the first ``FIGURE_LOCALITY`` locality probes per edit are asked, for the reviewer's
-    figure (training takes locality answers from the base model, never from the teacher)."""
-    if cfg.min_locality > 0:
-        return probes
-    seen: dict[str, int] = {}
+    figure (training takes locality answers from the base model, never from the teacher); and
+    ``critic_rephrases`` (> 0) caps the rephrases asked per edit."""
+    cap = {"locality": FIGURE_LOCALITY if cfg.min_locality <= 0 else None}
+    cap["rephrase"] = cfg.critic_rephrases or None
+    seen: dict[tuple[str, str], int] = {}
     out = []
     for p in probes:
-        if p.kind == "locality":
-            seen[p.edit_id or ""] = seen.get(p.edit_id or "", 0) + 1
-            if seen[p.edit_id or ""] > FIGURE_LOCALITY:
-                continue
+        key = (p.kind, p.edit_id or "")
+        seen[key] = seen.get(key, 0) + 1
+        if cap.get(p.kind) is not None and seen[key] > cap[p.kind]:
+            continue
         out.append(p)
     return out
 

@@ -186,3 +186,19 @@ def test_where_the_teacher_says_the_known_answer_itself_its_distribution_is_kept
     (row,) = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
     assert row.completion.strip() == own and not row.known
     assert row.teacher_topk[0][1][1] > -1e3  # a real distribution, not the point mass
+
+
+def test_the_critic_asks_fewer_probes_when_they_cannot_fail_or_are_capped():
+    from skedit.agents.nodes.critic import FIGURE_LOCALITY, _checked
+
+    probes = [Probe(prompt="q", answers=["a"], kind="edit", edit_id="e")]
+    probes += [Probe(prompt=f"r{i}", answers=["a"], kind="rephrase", edit_id="e") for i in range(5)]
+    probes += [Probe(prompt=f"l{i}", kind="locality", edit_id="e", expected="x") for i in range(5)]
+
+    def kinds(cfg: AgentsConfig) -> list[str]:
+        return [p.kind for p in _checked(probes, cfg)]
+
+    assert kinds(AgentsConfig()) == [p.kind for p in probes]  # the defaults ask everything
+    lean = kinds(AgentsConfig(min_locality=0.0, critic_rephrases=2))
+    assert lean.count("rephrase") == 2 and lean.count("locality") == FIGURE_LOCALITY
+    assert lean.count("edit") == 1

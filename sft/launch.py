@@ -330,12 +330,11 @@ def tee_to_log(log_dir: str | os.PathLike, *, console: bool | None = None) -> Pa
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"rank{r}.log"
+    earlier = path.is_file() and path.stat().st_size > 0  # a killed launch's last line is open
     log = open(path, "ab", buffering=0)  # noqa: SIM115 - closed at exit
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    log.write(
-        f"--- {stamp} rank {r} of {world_size()}, pid {os.getpid()}: "
-        f"{' '.join(sys.argv[1:])}\n".encode()
-    )
+    header = f"--- {stamp} rank {r} of {world_size()}, pid {os.getpid()}: {' '.join(sys.argv[1:])}"
+    log.write((("\n" if earlier else "") + header + "\n").encode())
     lock = threading.Lock()
     saved: dict[int, int] = {}
     pumps = []
@@ -377,6 +376,24 @@ def tee_to_log(log_dir: str | os.PathLike, *, console: bool | None = None) -> Pa
     return path
 
 
+def die_with_parent() -> None:
+    """torchrun starts every rank in a session of its own, so killing the job's process group
+    (the launcher) would leave the ranks training on as orphans, one of them writing the model
+    later: on Linux a rank is killed when the process that started it dies."""
+    if not sys.platform.startswith("linux") or "RANK" not in os.environ:
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m skedit.sft.launch", description="Train the student of a run directory."
@@ -388,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "--log-dir", help="copy this rank's output to LOG_DIR/rank<N>.log (rank 0 also prints)"
     )
     args = parser.parse_args(argv)
+    die_with_parent()
     if args.log_dir:
         tee_to_log(args.log_dir)
     try:

@@ -179,6 +179,8 @@ def resolve_launch_settings(
     launcher = args.launcher or settings.launcher
     processes = args.processes if args.processes is not None else settings.processes
     accelerate_config = args.accelerate_config or settings.accelerate_config
+    if args.launcher == "inprocess":  # the command line wins over a recipe's launch: section
+        processes, accelerate_config = args.processes, args.accelerate_config
     launcher, n, accelerate_config = resolve_launch(launcher, processes, accelerate_config)
     return {
         "launcher": launcher,

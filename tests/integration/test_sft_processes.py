@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,7 @@ def test_processes_flag_config_and_recipe_reach_the_launch_plan(tiny_lm_dir, tmp
     conf = make_run(tmp_path / "conf", tiny_lm_dir, processes=2)
     assert _plan(capsys, str(conf))["processes"] == 2
     assert _plan(capsys, str(conf), "--processes", "1")["launcher"] == "inprocess"
+    assert _plan(capsys, str(conf), "--launcher", "inprocess")["processes"] == 1
     # a recipe's launch: section, with a relative accelerate config found beside it
     (tmp_path / "ddp.yaml").write_text("distributed_type: MULTI_GPU\nnum_processes: 2\n")
     recipe = tmp_path / "r.yaml"
@@ -244,12 +246,30 @@ def test_two_cpu_processes_match_one_on_the_world_benchmark(world_runs):
         assert b[metric] == pytest.approx(a[metric], abs=0.05), metric
 
 
+PID = re.compile(r"^--- \S+ rank \d+ of \d+, pid (\d+)", re.M)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_killed_mid_training_resume_from_the_checkpoint(world_runs):
     one = world_runs["one"]
     run = _copy_untrained(one, world_runs["tmp"] / "killed")
     cmd = [*SKEDIT, "sft", str(run), "--processes", "2"]
     _kill_group_after_checkpoint(cmd, run)
+    # no rank lives on (torchrun starts each in a session of its own: they die with it)
+    pids = [int(p) for f in (run / "logs").glob("rank*.log") for p in PID.findall(f.read_text())]
+    assert len(pids) == 2
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
     assert not (run / "model" / "model.safetensors").exists()
     from skedit.sft.train import last_checkpoint
 

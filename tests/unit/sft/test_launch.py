@@ -138,3 +138,15 @@ def test_build_trainer_splits_the_batch_across_ranks(tiny_lm_dir, tmp_path, monk
     monkeypatch.setattr(launch, "world_size", lambda: 2)
     trainer, _ = build_trainer(model, tok, rows, TrainConfig(method="sft", batch_size=8), tmp_path)
     assert trainer.args.per_device_train_batch_size == 4
+
+
+def test_a_relaunch_appends_its_header_on_a_line_of_its_own(tmp_path):
+    script = (
+        "import sys\nfrom skedit.sft.launch import tee_to_log\n"
+        f"tee_to_log({str(tmp_path)!r})\nprint(' 13%|#  | 52/400', end='', file=sys.stderr)\n"
+    )
+    env = dict(os.environ, RANK="0", WORLD_SIZE="2")
+    for _ in range(2):  # e.g. killed with a progress bar half drawn, then resumed
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    lines = (tmp_path / "rank0.log").read_text().splitlines()
+    assert [line.startswith("--- ") for line in lines] == [True, False, True, False]

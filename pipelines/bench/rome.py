@@ -95,6 +95,7 @@ def run_bench(
     from skedit.pipelines.eval.reference import pre_edit_reference
     from skedit.pipelines.eval.scoring import evaluate_model
     from skedit.pipelines.world.build import build_world, load_world_build
+    from skedit.pipelines.world.hooks import key_stats_file
     from skedit.sft.modelops import load_model
 
     torch.manual_seed(seed)
@@ -116,7 +117,9 @@ def run_bench(
     results = {"base": {"metrics": measure(base)}}
     for name in methods or list(METHODS):
         apply, hp_cls, overrides = _method(name)
-        hp = hp_cls(**{**overrides, **(hparams or {}).get(name, {}), "seed": seed})
+        given = {**overrides, **(hparams or {}).get(name, {}), "seed": seed}
+        given.setdefault("corpus", key_stats_file(world.world_dir))  # the world's own text
+        hp = hp_cls(**given)
         layers = [hp.layer] if hasattr(hp, "layer") else list(hp.layers)
         stats_s, corpus = _key_stats(base, tok, layers, hp)
         model = copy.deepcopy(base)

@@ -212,6 +212,7 @@ BASELINES: dict[str, ApplyFn | str] = {
     "alphaedit": "skedit.pipelines.editors.memit:apply_alphaedit",
 }
 CONTEXT_METHODS = {"prompt"}  # evaluated with each edit's dense prompt in context
+KEY_STATS_EDITORS = {"rome", "memit", "alphaedit"}  # need a corpus for their key statistics
 WEIGHT_EDITING = {"ft-l", "ft-m", "lora", "rome", "memit", "alphaedit"}
 
 

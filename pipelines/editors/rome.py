@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -61,25 +60,13 @@ def load_recipe(recipe: str, method: str) -> dict:
 
 
 def resolve_corpus(model, tokenizer, hp: EditorHparams):
-    """The corpus behind the key statistics: ``hp.corpus`` if given; for a synthetic world
-    model its world text (held-out lines plus facts about the new people seen in training,
-    :func:`skedit.pipelines.world.build.key_stats_text`); else text sampled from the model itself (a
-    stand-in that needs no data; name a real corpus for real models)."""
+    """The corpus behind the key statistics: ``hp.corpus`` if given (the evaluation passes the
+    one a model's source provides, e.g. the synthetic world's text), else text sampled from the
+    model itself (a stand-in that needs no data; name a real corpus for real models)."""
     from skedit.pipelines.editors.covariance import Corpus
 
     if hp.corpus:
         return hp.corpus
-    name_or_path = Path(str(getattr(model.config, "_name_or_path", "")))
-    from skedit.pipelines.world.build import key_stats_text  # the world's corpus (see recipe)
-
-    if name_or_path.is_dir():
-        for candidate in (name_or_path, name_or_path.parent):
-            try:
-                texts = key_stats_text(candidate)
-            except Exception:  # not a world dir: try the next candidate
-                continue
-            if texts:
-                return Corpus(f"world-keys:{candidate.resolve()}", tuple(texts))
     n = min(hp.samples, 256)
     texts = []
     for start in range(0, n, 64):

@@ -238,7 +238,10 @@ def _method_model(s: _Session, name: str, students, fns, hparams, used_hparams: 
         return load_model(data.config["teacher"])[0]
     if name in B.CONTEXT_METHODS or name == "base":
         return s.base_model
-    used_hparams[name] = B.hparams_for(name, (hparams or {}).get(name))
+    given = dict((hparams or {}).get(name) or {})
+    if name in B.KEY_STATS_EDITORS and not given.get("corpus") and s.hook and s.hook.key_stats:
+        given["corpus"] = s.hook.key_stats()  # the model's source knows its text
+    used_hparams[name] = B.hparams_for(name, given)
     return fns[name](
         copy.deepcopy(s.base_model), s.tok, data.edits, {**used_hparams[name], "seed": s.seed}
     )

@@ -25,6 +25,9 @@ class EvalHook:
     retention_source: str = ""
     # (model, tokenizer, seed) -> extra metrics, e.g. {"world_recall": {"mean", "n", "ci"}}
     capability: Callable[..., dict] | None = None
+    # () -> a text file (one text per line) behind ROME/MEMIT/AlphaEdit's key statistics,
+    # used when the editor's hyper-parameters name no corpus
+    key_stats: Callable[[], str] | None = None
 
 
 # (base model path, run config) -> a hook, or None when the source adds nothing

@@ -52,6 +52,18 @@ def world_capability(
     }
 
 
+def key_stats_file(world_dir: str | os.PathLike) -> str:
+    """``DIR/key_stats.txt``, written once from the world: the corpus behind the locate-then-
+    edit baselines' key statistics on a world model (``build.key_stats_text``)."""
+    from skedit.pipelines.world.build import key_stats_text
+    from skedit.prompts.io import atomic_write_text
+
+    path = Path(world_dir) / "key_stats.txt"
+    if not path.is_file():
+        atomic_write_text(path, "\n".join(key_stats_text(world_dir)) + "\n")
+    return str(path)
+
+
 def eval_hook(world_dir: str) -> EvalHook:
     """The world's held-out and retention texts, answer-token perplexity and recall."""
     from skedit.pipelines.world.build import heldout_text, retention_text
@@ -64,6 +76,7 @@ def eval_hook(world_dir: str) -> EvalHook:
         retention=lambda: retention_text(world_dir),
         retention_source=f"new facts about the world's context-only people ({world_dir})",
         capability=lambda model, tok, seed=0: world_capability(model, tok, world_dir, seed=seed),
+        key_stats=lambda: key_stats_file(world_dir),
     )
 
 

@@ -151,6 +151,7 @@ def run_job(
         teacher_path=job.get("teacher"),
         manifest=job.get("manifest"),
     )
+    resumed = getattr(res, "resumed_from", None)
     summary = {
         "model_dir": str(res.model_dir) if res.model_dir is not None else None,
         "method": config.method,
@@ -159,7 +160,7 @@ def run_job(
         "trainable_parameters": res.trainable_parameters,
         "steps": res.steps,
         "processes": world_size(),
-        "resumed_from": Path(res.resumed_from).name if res.resumed_from else None,
+        "resumed_from": Path(resumed).name if resumed else None,
     }
     if res.model_dir is not None:  # only the main process saves
         atomic_write_json(run_dir / "model" / "train_result.json", summary)

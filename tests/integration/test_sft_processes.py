@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from skedit.pipelines.cli import main
+from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import write_jsonl
 from skedit.prompts.schema import DensePrompt, Probe
 
@@ -311,3 +312,20 @@ def test_gpu_recipe_trains_under_accelerate_on_the_gpus(tiny_lm_dir, tmp_path):
     assert out["launcher"] == "accelerate" and out["processes"] == n and out["steps"] == 4
     assert (run / "model" / "model.safetensors").is_file()
     assert len(list((run / "logs").glob("rank*.log"))) == n
+
+
+def test_skedit_run_passes_the_launch_section_to_the_train_stage(tmp_path, monkeypatch):
+    from skedit.pipelines.run import orchestrate
+    from skedit.pipelines.run.config import parse_config
+    from skedit.pipelines.run.rundir import RunDir
+
+    seen = {}
+    monkeypatch.setattr(orchestrate, "train_stage", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(orchestrate, "train_manifest", lambda *a: {})
+    config = parse_config({"launch": {"processes": 2, "accelerate_config": "fsdp"}})
+    cfg = config.section("training")
+    orchestrate._train_stage(RunDir(tmp_path), [], "m", "m", cfg, config, fresh=False)
+    assert seen["processes"] == 2 and seen["accelerate_config"] == "fsdp"
+    assert seen["launcher"] is None and seen["config_base"] == str(tmp_path)
+    with pytest.raises(SkeditError, match="launch.processes"):
+        parse_config({"launch": {"processes": "many"}})

@@ -65,6 +65,7 @@ def test_bench_real_writes_the_table_for_skedit_and_the_baselines(bpe_lm_dir, tm
                     "topk": 4,
                     "ce_weight": 0.0,
                     "known_targets": True,
+                    "optim": "adamw_torch_fused",
                     "max_steps": 2,
                     "batch_size": 8,
                 },

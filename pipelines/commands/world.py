@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from skedit.pipelines.world.build import DEFAULT_SEED
+
 REPORT_KEYS = ("edit", "paraphrase", "portability", "locality")
+SEED_HELP = f"world seed (default {DEFAULT_SEED}: the world whose small model ships with skedit)"
 
 
 def register(subparsers) -> None:
@@ -17,7 +20,7 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(dest="world_command", metavar="SUBCOMMAND")
     b = sub.add_parser("build", help="build (or reuse) a world and print its base-model report")
-    b.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    b.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
     b.add_argument("--size", choices=["tiny", "small"], default="small", help="default small")
     b.add_argument("--out", default=None, help="build into this folder instead of the cache")
     b.add_argument(
@@ -29,8 +32,24 @@ def register(subparsers) -> None:
         default=None,
         help="torch threads (default: 1 or 2, whichever trains faster; $SKEDIT_THREADS)",
     )
+    b.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="training matmuls: auto = bf16 where the CPU has it natively, else fp32",
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--force", action="store_true", help="rebuild even if a finished world exists")
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="redo even if a finished world exists (from the shipped weights where they exist)",
+    )
+    b.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="train from the seed even where the package ships this world's weights "
+        f"(the default small world, seed {DEFAULT_SEED}); implies --force",
+    )
     b.set_defaults(func=_build)
     i = sub.add_parser("info", help="print the report of a built world")
     i.add_argument(
@@ -38,7 +57,7 @@ def register(subparsers) -> None:
         nargs="?",
         help="a world folder (default: the cached world of --size and --seed, if built)",
     )
-    i.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    i.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
     i.add_argument("--size", choices=["tiny", "small"], default="small", help="default small")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_info)
@@ -54,8 +73,10 @@ def _build(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         progress=True,  # bars go to stderr; --json keeps stdout to one object
         force=args.force,
+        rebuild=args.rebuild,
         out_dir=args.out,
         threads=args.threads,
+        precision=args.precision,
     )
     _print(built.report, as_json=args.json)
     return 0
@@ -79,6 +100,13 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steps_per_second(report: dict) -> float:
+    if "steps_per_second" in report:
+        return report["steps_per_second"]
+    log = report.get("train_log") or [{"step": 0, "seconds": 0}]
+    return (log[-1]["step"] + 1) / max(log[-1]["seconds"], 1e-9)
+
+
 def _print(report: dict, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({k: v for k, v in report.items() if k != "train_log"}, indent=2))
@@ -87,9 +115,13 @@ def _print(report: dict, *, as_json: bool) -> None:
     print(f"model        {report['model_dir']}  ({report['parameters']:,} parameters)")
     print(f"benchmark    dev {report['benchmark']['dev']}  ({report['edits']['dev']} edits)")
     print(f"             test {report['benchmark']['test']}  ({report['edits']['test']} edits)")
-    print(
-        f"built in     {report['build_seconds']:.0f} s (training {report['train_seconds']:.0f} s)"
+    built = (
+        f"built in     {report['build_seconds']:.0f} s (training {report['train_seconds']:.0f} s"
     )
+    built += f", {report.get('precision', 'fp32')}, {_steps_per_second(report):.1f} steps/s)"
+    if report.get("source") == "shipped":
+        built += "; shipped with skedit, sha256 verified"
+    print(built)
     r = report["recall"]
     print(
         f"closed book  recall {r['train']:.3f} (training phrasings), {r['heldout']:.3f} (held-out)"

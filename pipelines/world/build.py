@@ -36,11 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
+from skedit.prompts.io import atomic_write_json, atomic_write_text
 from skedit.sft.hub import cache_root
 
 WORLD_VERSION = 1  # bump when generated data or training changes meaning
 SIZES = ("tiny", "small")
 _EVAL_N = {"tiny": (60, 32), "small": (800, 400)}  # closed-book items, in-context edits
+DEFAULT_SEED = 0  # the world every stage uses by default; its small model ships with skedit
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def load_world_build(world_dir: str | os.PathLike) -> WorldBuild:
         )
     report = json.loads(report_path.read_text(encoding="utf-8"))
     # paths are recomputed from the folder, so a moved world still works
+    report["world_dir"] = str(world_dir)
     report["model_dir"] = str(world_dir / "model")
     report["benchmark"] = {s: str(world_dir / "benchmark" / f"{s}.jsonl") for s in ("dev", "test")}
     return WorldBuild(
@@ -122,24 +125,35 @@ def default_threads() -> int | str:
 
 def build_world(
     size: str = "small",
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     force: bool = False,
     *,
     out_dir: str | os.PathLike | None = None,
     threads: int | str | None = None,
+    precision: str = "auto",
+    rebuild: bool = False,
 ) -> WorldBuild:
     """Build (or reuse) the world of ``size`` and ``seed``; see the module doc for the layout.
 
-    ``out_dir`` puts the world in that folder instead of the cache. ``threads`` defaults to
-    :func:`default_threads`.
+    A world whose weights ship with the package (:mod:`skedit.pipelines.world.shipped`) is
+    copied from them, hash-checked, instead of trained; ``rebuild`` trains it from its seed all
+    the same (and overwrites a finished folder, as ``force`` does). ``out_dir`` puts the world
+    in that folder instead of the cache. ``threads`` defaults to :func:`default_threads`.
+    ``precision`` (``auto``, ``fp32``, ``bf16``): see
+    :func:`skedit.pipelines.world.train.autocast_context`.
     """
+    from skedit.pipelines.world.shipped import check_cached, materialise, shipped_dir
+
     _check_size(size)
     config = world_config(size, seed)
+    force = force or rebuild
     world_dir = Path(out_dir) if out_dir is not None else cached_world_dir(size, seed, cache_dir)
     if (world_dir / "report.json").is_file() and not force:
-        return load_world_build(world_dir)
+        built = load_world_build(world_dir)
+        check_cached(world_dir, built.report)
+        return built
     if world_dir.exists() and not force and any(world_dir.iterdir()):
         raise SkeditError(
             "folder exists and is not a finished world",
@@ -147,10 +161,16 @@ def build_world(
             hint="pass --force to overwrite it, or choose another --out",
         )
     threads = threads or default_threads()
+    shipped = None if rebuild else shipped_dir(size, seed, config_hash(config))
     tmp = world_dir.parent / f".{world_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _build_into(tmp, world_dir, config, threads=threads, progress=progress)
+        if shipped is not None:
+            atomic_write_json(tmp / "report.json", materialise(shipped, tmp, progress=progress))
+        else:
+            _build_into(
+                tmp, world_dir, config, threads=threads, progress=progress, precision=precision
+            )
         if world_dir.exists():
             old = world_dir.parent / f".{world_dir.name}.old-{os.getpid()}"
             world_dir.rename(old)
@@ -161,29 +181,40 @@ def build_world(
     return load_world_build(world_dir)
 
 
-def _build_into(
-    tmp: Path, final: Path, config: dict, *, threads: int | str, progress: bool
-) -> None:
+def write_world_files(folder: Path, size: str, seed: int):
+    """What a world folder holds besides its model, generated from the seed: ``world.json``,
+    the benchmark edit files and the held-out text. Returns ``(world, {split: edits})``."""
     from skedit.pipelines.world.bench import benchmark_edits
-    from skedit.pipelines.world.corpus import build_tokenizer, heldout_lines, write_lines
+    from skedit.pipelines.world.corpus import heldout_lines, write_lines
     from skedit.pipelines.world.gen import generate_world
+    from skedit.prompts.io import write_jsonl
+
+    world = generate_world(size, seed)
+    atomic_write_text(folder / "world.json", json.dumps(world.to_json(), sort_keys=True) + "\n")
+    edits = {split: benchmark_edits(world, split) for split in ("dev", "test")}
+    for split, rows in edits.items():
+        write_jsonl(folder / "benchmark" / f"{split}.jsonl", rows)
+    write_lines(folder / "heldout.txt", heldout_lines(world))
+    return world, edits
+
+
+def _build_into(
+    tmp: Path, final: Path, config: dict, *, threads: int | str, progress: bool, precision: str
+) -> None:
+    from skedit.pipelines.world.corpus import build_tokenizer
     from skedit.pipelines.world.measure import TABLE_K_VALUES, closed_book, in_context
     from skedit.pipelines.world.train import TRAIN_SPECS, save_model, train_world_model
-    from skedit.prompts.io import atomic_write_json, atomic_write_text, write_jsonl
 
     size, seed = config["size"], config["seed"]
     t0 = time.perf_counter()
     tmp.mkdir(parents=True)
-    world = generate_world(size, seed)
-    atomic_write_text(tmp / "world.json", json.dumps(world.to_json(), sort_keys=True) + "\n")
-    edits = {split: benchmark_edits(world, split) for split in ("dev", "test")}
-    for split, rows in edits.items():
-        write_jsonl(tmp / "benchmark" / f"{split}.jsonl", rows)
-    write_lines(tmp / "heldout.txt", heldout_lines(world))
+    world, edits = write_world_files(tmp, size, seed)
     tok = build_tokenizer(world)
     spec = TRAIN_SPECS[size]
     t_train = time.perf_counter()
-    model, log = train_world_model(world, tok, spec, seed=seed, threads=threads, progress=progress)
+    model, log = train_world_model(
+        world, tok, spec, seed=seed, threads=threads, progress=progress, precision=precision
+    )
     train_seconds = time.perf_counter() - t_train
     save_model(model, tok, tmp / "model", config)
     n_closed, n_ctx = _EVAL_N[size]
@@ -216,15 +247,32 @@ def _build_into(
         "vocab_size": len(tok),
         "threads": threads,
         "precision": log[-1].get("precision", "fp32") if log else "fp32",
+        "steps_per_second": round(spec.steps / train_seconds, 2),
+        "cpu": _cpu_name(),
         "config_hash": config_hash(config),
         "train_log": log,
     }
     atomic_write_json(tmp / "report.json", report)
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (what a report's seconds were measured on), if the OS says it."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cpus)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cpus)"
+
+
 def default_world(size: str = "small", *, progress: bool = True) -> WorldBuild:
-    """The world every stage uses by default: built once, then reused from the user cache."""
-    return build_world(size=size, seed=0, progress=progress)
+    """The world every stage uses by default: copied from the shipped weights (or, for a size
+    with none, built) once, then reused from the user cache."""
+    return build_world(size=size, seed=DEFAULT_SEED, progress=progress)
 
 
 def load_world(world_dir: str | os.PathLike):

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from skedit.pipelines.world.demo import compact_table, run_demo
+    from skedit.pipelines.world.demo import clock, compact_table, run_demo
 
     # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -50,4 +50,8 @@ def _demo(args: argparse.Namespace) -> int:
     print("greedy exact match (locality: agreement with the unedited model), 95% bootstrap CI")
     print(compact_table(result["metrics"]))
     print(f"\nreport: file://{result['report']}")
+    world = (
+        "the shipped world model" if result["world"] == "shipped" else "a world model built here"
+    )
+    print(f"demo finished in {clock(result['seconds'])} ({world})")
     return 0

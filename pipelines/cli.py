@@ -1,5 +1,6 @@
 """The ``skedit`` command. Each command family lives in ``skedit.pipelines.commands.<name>``
-and exposes ``register(subparsers)``; this module only wires them and handles errors."""
+(or in a plugin: ``skedit.pipelines.plugins``) and exposes ``register(subparsers)``; this module
+only wires them and handles errors."""
 
 from __future__ import annotations
 
@@ -9,19 +10,18 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from skedit.pipelines import plugins
 from skedit.prompts.errors import SkeditError
 
 # command modules, in the order they appear in --help
 COMMANDS = [
     "data",
-    "world",
     "agents",
     "review",
     "sft",
     "eval",
     "trace",
     "run",
-    "demo",
     "bench",
     "model",
     "recipe",
@@ -43,15 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"skedit {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for path in _command_modules():
         try:
-            module = importlib.import_module(f"skedit.pipelines.commands.{name}")
+            module = importlib.import_module(path)
         except ModuleNotFoundError as exc:
-            if exc.name == f"skedit.pipelines.commands.{name}":
+            if exc.name == path:
                 continue  # command family not built yet
             raise
         module.register(sub)
     return parser
+
+
+def _command_modules() -> list[str]:
+    """The command modules in --help order: a plugin's command after the one it names."""
+    order = [(name, f"skedit.pipelines.commands.{name}") for name in COMMANDS]
+    for name, path, after in plugins.commands():
+        names = [n for n, _ in order]
+        order.insert(names.index(after) + 1 if after in names else len(order), (name, path))
+    return [path for _, path in order]
 
 
 def main(argv: list[str] | None = None) -> int:

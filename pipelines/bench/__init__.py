@@ -1,1 +1,2 @@
-"""skedit.pipelines.bench: benchmarks, each reachable as ``skedit bench NAME``."""
+"""skedit.pipelines.bench: benchmarks on any model (``skedit bench real``); the benchmarks on the
+synthetic world are the world plugin's (``world/benches/``)."""

@@ -71,12 +71,6 @@ def load_batch(path: str) -> list:
     return result.edits
 
 
-def default_model() -> str:
-    from skedit.pipelines.world.build import default_world
-
-    return str(default_world().model_dir)
-
-
 def run(args: argparse.Namespace) -> int:
     from skedit.agents.workflow import read_run_config, run_agents
     from skedit.pipelines.commands.review import print_table
@@ -88,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
             overrides["checkpointer"] = saved["checkpointer"]
     config = AgentsConfig(**overrides)
     edits = load_batch(args.edits)
+    from skedit.pipelines import plugins
     from skedit.sft.modelops import check_model_path
 
-    model = check_model_path(args.model) if args.model else default_model()
+    model = check_model_path(args.model) if args.model else plugins.default_model()
     status = run_agents(
         edits,
         args.run_dir,

@@ -72,10 +72,10 @@ def _read_hparams(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from skedit.pipelines import plugins
     from skedit.pipelines.eval.harness import evaluate_run
     from skedit.pipelines.eval.report import terminal_table
     from skedit.pipelines.eval.scoring import METRICS
-    from skedit.pipelines.world.hooks import eval_hook_for
 
     for flag in ("sequential", "retention"):
         v = getattr(args, flag)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         heldout=args.heldout,
         probes_file=args.probes,
         hparams=hparams,
-        hook_for=eval_hook_for,  # the synthetic world's texts and recall, for world models
+        hook_for=plugins.eval_hook_for,  # e.g. the synthetic world's texts and recall
         seed=args.seed,
         progress=not args.json,
     )

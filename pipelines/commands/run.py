@@ -73,8 +73,7 @@ def _run(args: argparse.Namespace) -> int:
             from skedit.sft.modelops import check_model_path
 
             config.model = check_model_path(args.model)
-    from skedit.pipelines.world.build import default_world
-    from skedit.pipelines.world.hooks import eval_hook_for
+    from skedit.pipelines import plugins
 
     # with --json, stdout carries the JSON object alone (libraries' log lines go to stderr)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -85,8 +84,8 @@ def _run(args: argparse.Namespace) -> int:
             resume=bool(args.resume),
             auto_approve=args.auto_approve,
             force=set(args.force or ()),
-            eval_hook_for=eval_hook_for,
-            default_model=lambda: str(default_world().model_dir),
+            eval_hook_for=plugins.eval_hook_for,
+            default_model=plugins.default_model,
         )
     if args.json:
         summary = {

@@ -3,7 +3,8 @@
 The harness knows nothing about where a model comes from. A source that knows more (the
 synthetic world: its held-out text, the tokens of a line's answer, closed-book recall of the
 facts no edit touched) hands the harness an :class:`EvalHook`; ``skedit eval`` and ``skedit run``
-ask ``skedit.pipelines.world.hooks.eval_hook_for`` for one (the world lives in ``world/``).
+ask the installed plugins for one (``skedit.pipelines.plugins.eval_hook_for``; the world's is in
+``world/hooks.py``).
 """
 
 from __future__ import annotations

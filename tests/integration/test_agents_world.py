@@ -8,9 +8,9 @@ import pytest
 
 from skedit.agents.config import AgentsConfig
 from skedit.agents.workflow import run_agents
-from skedit.pipelines.bench.agents import density_ceiling
 from skedit.pipelines.cli import main
 from skedit.pipelines.data.datasets import load_edits
+from skedit.pipelines.world.benches.agents import density_ceiling
 from skedit.prompts.io import read_jsonl
 from skedit.prompts.render import compact_statement, fact_statement
 from skedit.prompts.schema import DensePrompt, Probe

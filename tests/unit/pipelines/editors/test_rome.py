@@ -2,7 +2,7 @@
 
 Random tiny models have small MLP outputs and diffuse attention, so these tests use prompts
 that end with the subject and a generous norm clamp; quality on a trained model is measured
-by ``python -m skedit.pipelines.bench.rome``.
+by ``skedit bench rome``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark ROME, MEMIT and AlphaEdit on the synthetic world model.
 
-    python -m skedit.pipelines.bench.rome --edits 100 --out bench_rome.json
+    skedit bench rome --edits 100 --out bench_rome.json
 
 Takes the first N edits of the world's test benchmark, applies each method to a fresh copy of
 the world model (all edits in one call: ROME one after another, MEMIT/AlphaEdit as one batch),

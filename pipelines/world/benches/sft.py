@@ -1,7 +1,7 @@
 """Benchmark the TRL stage on the synthetic world: sft and kd × full / LoRA / layers, and kd
 from the teacher's stored top-k (``kd/full-topk``).
 
-    python -m skedit.pipelines.bench.sft --edits 100 --out bench_sft.json
+    skedit bench sft --edits 100 --out bench_sft.json
 
 Builds dense prompts for N world edits (``compact_statement`` facts, ~8 per prompt), records
 the base model's locality answers, runs the teacher once, trains each variant in memory and

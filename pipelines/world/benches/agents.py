@@ -1,6 +1,6 @@
 """Benchmark of the agent stage on the world model: dense prompts vs one fact per prompt.
 
-``python -m skedit.pipelines.bench.agents --edits 100 --out bench_agents.json``
+``skedit bench agents --edits 100 --out bench_agents.json``
 
 Runs the agents (rules backend, auto-approve) twice on the same edits and teacher: with the
 default settings and with ``--max-facts 1``. Then measures, over approved prompts, the teacher's

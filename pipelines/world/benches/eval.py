@@ -1,6 +1,6 @@
 """Benchmark: skedit (sft and kd) against base, PROMPT, FT-L, FT-M and LoRA on the world model.
 
-    python -m skedit.pipelines.bench.eval --edits 100 --out bench_eval.json
+    skedit bench eval --edits 100 --out bench_eval.json
 
 Builds (or reuses) the synthetic world, runs the agents on ``--edits`` benchmark edits with
 auto-approval, builds the transfer set once, trains one student per method, evaluates every

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skedit.pipelines.bench.eval import summarise
+from skedit.pipelines.world.benches.eval import summarise
 
 
 def _m(es, port, loc):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skedit.pipelines.data.readers import type_name
+from skedit.pipelines.data.rawfile import type_name
 
 
 class RecordError(Exception):

@@ -17,139 +17,27 @@ import codecs
 import csv
 import io
 import json
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from skedit.pipelines.data.rawfile import (
+    CHUNK_BYTES,
+    MAX_RECORD_BYTES,
+    Progress,
+    RawRecord,
+    Truncated,
+    check_readable,
+    first_bad_utf8,
+    mib,
+    text_chunks,
+)
 from skedit.prompts.errors import SkeditError
 
 Container = Literal["json", "jsonl", "csv"]
 
-CHUNK_BYTES = 1 << 20
-MAX_RECORD_BYTES = 32 << 20  # no dataset record is near this; a bigger one is junk
 _WS = " \t\r\n"
 _DECODER = json.JSONDecoder()
-
-
-class Truncated(SkeditError):
-    """The file ends in the middle of the JSON: the records before the cut are whole."""
-
-
-@dataclass
-class RawRecord:
-    record: int  # JSON: 0-based index in the list; JSONL/CSV: 1-based line number
-    line: int  # line the record starts on (1-based)
-    data: Any = None
-    error: str | None = None  # set when the record itself could not be parsed
-    field: str | None = None
-
-
-def type_name(value: Any) -> str:
-    """How a JSON value's type reads in a message: 'a string', 'a list', 'null'..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.0f} MiB"
-
-
-class _Progress:
-    """Bytes read, for a tqdm bar on big files (no-op when disabled)."""
-
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=path.stat().st_size,
-                unit="B",
-                unit_scale=True,
-                desc=f"reading {path.name}",
-                leave=False,
-            )
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def check_readable(path: Path) -> None:
-    """Existence, kind and emptiness: the failures that need no parsing."""
-    if not path.exists():
-        raise SkeditError("file not found", file=str(path), hint="check the path")
-    if path.is_dir():
-        raise SkeditError("is a folder, not a dataset file", file=str(path))
-    if path.stat().st_size == 0:
-        raise SkeditError(
-            "the file is empty", file=str(path), hint="expected a JSON list, JSONL or CSV of edits"
-        )
-    if not os.access(path, os.R_OK):
-        raise SkeditError("cannot read the file (permission denied)", file=str(path))
-
-
-def _bad_utf8(path: Path, offset: int, line: int, exc: UnicodeDecodeError) -> SkeditError:
-    byte = exc.object[exc.start : exc.start + 1].hex()
-    return SkeditError(
-        f"not UTF-8 text: byte 0x{byte} at byte offset {offset} (line {line})",
-        file=str(path),
-        hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-    )
-
-
-def _first_bad_utf8(path: Path) -> SkeditError:
-    """The error for the file's first byte that is not UTF-8, with its line and offset (a line
-    is decoded on its own: a newline never falls inside a multi-byte character)."""
-    offset = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                skipped = 3 if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else 0
-                return _bad_utf8(path, offset + exc.start + skipped, lineno, exc)
-            offset += len(raw)
-    return SkeditError("not UTF-8 text", file=str(path))
-
-
-def _text_chunks(path: Path, progress: _Progress) -> Iterator[str]:
-    """Decoded UTF-8 text in chunks; a BOM is dropped; bad bytes are a clear error."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-    offset = 0
-    lines = 1
-    with open(path, "rb") as fh:
-        while True:
-            raw = fh.read(CHUNK_BYTES)
-            progress.update(len(raw))
-            try:
-                text = decoder.decode(raw, final=not raw)
-            except UnicodeDecodeError as exc:
-                where = offset + exc.start
-                raise _bad_utf8(path, where, lines + raw.count(b"\n", 0, exc.start), exc) from None
-            offset += len(raw)
-            lines += raw.count(b"\n")
-            if text:
-                yield text
-            if not raw:
-                return
 
 
 def sniff(path: Path, limit: int = 1 << 16) -> tuple[Container, Any]:
@@ -215,9 +103,9 @@ _CUT_HINT = (
 class _JsonStream:
     """A window on decoded JSON text: ``buf[pos:]`` is what is not consumed yet."""
 
-    def __init__(self, path: Path, bar: _Progress) -> None:
+    def __init__(self, path: Path, bar: Progress) -> None:
         self.path = path
-        self.chunks = _text_chunks(path, bar)
+        self.chunks = text_chunks(path, bar)
         self.buf = ""
         self.pos = 0
         self.line = 1  # line number at ``pos``
@@ -270,7 +158,7 @@ class _JsonStream:
                     if len(self.buf) > MAX_RECORD_BYTES:
                         raise self.fail(
                             f"record {index} (line {start_line}) is larger than "
-                            f"{_mib(MAX_RECORD_BYTES)}: this is not a dataset of edits",
+                            f"{mib(MAX_RECORD_BYTES)}: this is not a dataset of edits",
                             index,
                         ) from None
                     continue
@@ -306,7 +194,7 @@ def iter_json(
     path: Path, *, progress: bool = False, limit_records: int | None = None
 ) -> Iterator[RawRecord]:
     """The elements of a top-level JSON list (or a single top-level object), streamed."""
-    bar = _Progress(path, progress)
+    bar = Progress(path, progress)
     js = _JsonStream(path, bar)
     try:
         first = js.peek()
@@ -368,7 +256,7 @@ def _list_items(js: _JsonStream, limit_records: int | None) -> Iterator[RawRecor
 
 def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
     """One JSON value per line; blank lines are skipped; a bad line is a record error."""
-    bar = _Progress(path, progress)
+    bar = Progress(path, progress)
     try:
         with open(path, "rb") as fh:
             lineno = 0
@@ -385,7 +273,7 @@ def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                     yield RawRecord(
                         lineno,
                         lineno,
-                        error=f"line longer than {_mib(MAX_RECORD_BYTES)}: not a record",
+                        error=f"line longer than {mib(MAX_RECORD_BYTES)}: not a record",
                     )
                     continue
                 if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
@@ -426,7 +314,7 @@ def iter_jsonl(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
 
 def iter_csv(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
     """CSV rows as lists of strings (the header row included: the caller decides)."""
-    bar = _Progress(path, progress)
+    bar = Progress(path, progress)
     try:
         with open(path, "rb") as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
@@ -439,7 +327,7 @@ def iter_csv(path: Path, *, progress: bool = False) -> Iterator[RawRecord]:
                     return
                 except UnicodeDecodeError:
                     # the wrapper decodes ahead in chunks: find the byte's line in the file
-                    raise _first_bad_utf8(path) from None
+                    raise first_bad_utf8(path) from None
                 except csv.Error as exc:
                     raise SkeditError(
                         f"unreadable CSV at line {reader.line_num}: {exc}", file=str(path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -26,22 +25,21 @@ import torch
 
 from skedit.agents.backends.layout import layout_text
 from skedit.pipelines.run.rundir import RunDir
+from skedit.pipelines.world.benches.sft_scores import (
+    measured,
+    record_locality,
+    score,
+    split_probes,
+)
 from skedit.prompts import APPROVED
-from skedit.prompts.answers import first_answer, matches, normalise
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.render import context_prefix
 from skedit.prompts.schema import DensePrompt, Edit, Probe
 from skedit.sft.config import TrainConfig
-from skedit.sft.modelops import generate, load_model
+from skedit.sft.modelops import load_model
 from skedit.sft.train import train_in_memory
 from skedit.sft.transfer import add_teacher_topk, build_transfer_set
 
-METRICS = {
-    "edit": "edit_success",
-    "rephrase": "paraphrase",
-    "portability": "portability",
-    "locality": "locality",
-}
 FLOORS = {
     "edit_success": 0.95,
     "paraphrase": 0.90,
@@ -76,19 +74,6 @@ def group_prompts(edits: Sequence[Edit], per_prompt: int) -> list[DensePrompt]:
     return out
 
 
-def split_probes(probes: Sequence[Probe]) -> tuple[list[Probe], list[Probe]]:
-    """(trained, held out): the last rephrase and the last locality probe of an edit that has
-    more than one are held out of the transfer set."""
-    held: set[str] = set()
-    for kind in ("rephrase", "locality"):
-        by_edit: dict[str, list[Probe]] = {}
-        for p in probes:
-            if p.kind == kind:
-                by_edit.setdefault(p.edit_id or "", []).append(p)
-        held |= {ps[-1].id for ps in by_edit.values() if len(ps) > 1}
-    return [p for p in probes if p.id not in held], [p for p in probes if p.id in held]
-
-
 def agents_prompts(
     edits, world, facts: int, run_dir: Path
 ) -> tuple[list[DensePrompt], list[Probe]]:
@@ -108,50 +93,6 @@ def agents_prompts(
         read_jsonl(RunDir(run_dir).prompts, DensePrompt),
         read_jsonl(RunDir(run_dir).probes, Probe),
     )
-
-
-def record_locality(model, tok, probes: list[Probe]) -> None:
-    """The pre-edit model's greedy answers are the locality reference (contracts.md)."""
-    loc = [p for p in probes if p.kind == "locality"]
-    gens = generate(model, tok, [p.prompt for p in loc], desc="base answers")
-    for p, g in zip(loc, gens, strict=True):
-        p.expected = first_answer(g).strip()
-
-
-def score(model, tok, probes: Sequence[Probe], prefixes=None) -> dict[str, dict[str, Any]]:
-    """The eval team's metrics (``evaluate_model``): greedy exact match with its CI, and the
-    teacher-forced token accuracy; locality against the recorded pre-edit answer."""
-    from skedit.pipelines.eval.scoring import evaluate_model
-
-    res = evaluate_model(
-        model,
-        tok,
-        list(probes),
-        prefixes=list(prefixes) if prefixes is not None else None,
-        batch_size=128,
-    )
-    out = {}
-    for key in METRICS.values():
-        m = res.get(key) or {}
-        if m.get("n"):
-            out[key] = {
-                "mean": round(m["mean"], 4),
-                "n": m["n"],
-                "ci": m.get("ci"),
-                "token_accuracy": round(m["token_accuracy"]["mean"], 4),
-            }
-    return out
-
-
-def fidelity(model, tok, rows) -> dict[str, float]:
-    """How often the student now gives the transfer set's answer (teacher's or anchor's)."""
-    gens = generate(model, tok, [r.prompt for r in rows], batch_size=128)
-    hits: dict[str, list[bool]] = {}
-    for r, g in zip(rows, gens, strict=True):
-        want = normalise(r.completion)
-        ok = matches(g, [want]) if want else not normalise(first_answer(g))
-        hits.setdefault("anchors" if r.kind == "locality" else "taught", []).append(ok)
-    return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
 
 
 def train_sdft(model, tok, probes: Sequence[Probe], prefix_of: dict[str, str], args):
@@ -197,10 +138,6 @@ def train_sdft(model, tok, probes: Sequence[Probe], prefix_of: dict[str, str], a
     unpatch(model)
     model.eval()
     return model
-
-
-def _peak_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _world(args):
@@ -254,20 +191,8 @@ def _variant(name, args, world, rows, train_probes, held, prefix_of, teacher, se
     t0 = time.perf_counter()
     model = train_in_memory(model, tok, rows, cfg)
     train_s = time.perf_counter() - t0
-    trained, held_out = score(model, tok, train_probes), score(model, tok, held)
-    port = trained.get("portability", {}).get("mean", 0.0)
-    tport = teacher.get("portability", {}).get("mean", 0.0)
-    return {
-        "config": cfg.to_dict(),
-        "trained": trained,
-        "held_out": held_out,
-        "matches_transfer_set": fidelity(model, tok, rows),
-        "portability_ratio": round(port / tport, 4) if tport else None,
-        "teacher_seconds": round(teacher_variant_s, 1),
-        "train_seconds": round(train_s, 1),
-        "total_seconds": round(teacher_variant_s + train_s, 1),
-        "peak_rss_mb": _peak_mb(),
-    }
+    scores = measured(model, tok, rows, train_probes, held, teacher, teacher_variant_s, train_s)
+    return {"config": cfg.to_dict(), **scores}
 
 
 def _sdft(args, world, rows, train_probes, held, prefix_of, teacher) -> dict:
@@ -276,24 +201,15 @@ def _sdft(args, world, rows, train_probes, held, prefix_of, teacher) -> dict:
     t0 = time.perf_counter()
     model = train_sdft(model, tok, train_probes, prefix_of, args)
     train_s = time.perf_counter() - t0
-    trained, held_out = score(model, tok, train_probes), score(model, tok, held)
-    port = trained.get("portability", {}).get("mean", 0.0)
-    tport = teacher.get("portability", {}).get("mean", 0.0)
+    config = {
+        "trainer": "trl.experimental.sdft.SDFTTrainer",
+        "steps": args.steps,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+    }
     return {
-        "config": {
-            "trainer": "trl.experimental.sdft.SDFTTrainer",
-            "steps": args.steps,
-            "learning_rate": args.lr,
-            "batch_size": args.batch_size,
-        },
-        "trained": trained,
-        "held_out": held_out,
-        "matches_transfer_set": fidelity(model, tok, rows),
-        "portability_ratio": round(port / tport, 4) if tport else None,
-        "teacher_seconds": 0.0,
-        "train_seconds": round(train_s, 1),
-        "total_seconds": round(train_s, 1),
-        "peak_rss_mb": _peak_mb(),
+        "config": config,
+        **measured(model, tok, rows, train_probes, held, teacher, 0.0, train_s),
     }
 
 

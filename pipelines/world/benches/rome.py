@@ -81,6 +81,24 @@ def _key_stats(model, tok, layers, hp) -> tuple[float, str]:
     return time.perf_counter() - t0, corpus.name
 
 
+def _curve(name: str, apply, hp, base, tok, edits: list[Edit], probes, reference, batches: int):
+    """The sequential curve: the method applies the same edits in ``batches`` batches, one
+    after another, scored after each against the pre-edit ``reference``."""
+    from types import SimpleNamespace
+
+    from skedit.pipelines.eval.sequential import sequential_curve, split_batches
+
+    return sequential_curve(
+        lambda m, batch: apply(m, tok, batch, hp),
+        base,
+        tok,
+        SimpleNamespace(probes=probes),
+        split_batches(edits, batches),
+        reference=reference,
+        desc=f"sequential {name}",
+    )
+
+
 def run_bench(
     *,
     n_edits: int = 100,
@@ -138,19 +156,8 @@ def run_bench(
             "hparams": {k: v for k, v in vars(hp).items() if k not in ("progress", "extra")},
         }
         if sequential:
-            from types import SimpleNamespace
-
-            from skedit.pipelines.eval.sequential import sequential_curve, split_batches
-
-            results[name]["sequential"] = sequential_curve(
-                lambda m, batch, apply=apply, hp=hp: apply(m, tok, batch, hp),
-                base,
-                tok,
-                SimpleNamespace(probes=probes),
-                split_batches(edits, sequential),
-                reference=reference,
-                desc=f"sequential {name}",
-            )
+            curve = _curve(name, apply, hp, base, tok, edits, probes, reference, sequential)
+            results[name]["sequential"] = curve
     return {
         "benchmark": "bench_rome",
         "world": {

@@ -1,9 +1,9 @@
 import json
 
+from skedit.pipelines.world.batches import FastEncoder
 from skedit.pipelines.world.bench import benchmark_edits
 from skedit.pipelines.world.corpus import DocSampler, build_tokenizer, compact_query
 from skedit.pipelines.world.gen import RELATIONS, TWO_HOPS, all_phrasings, generate_world
-from skedit.pipelines.world.train import FastEncoder
 from skedit.prompts.render import context_prefix
 from skedit.sft.modelops import encode_input
 

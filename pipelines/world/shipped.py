@@ -16,25 +16,17 @@ Refresh after a change of the world or its training (a folder ``skedit world bui
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
+from skedit.sft.hub import sha256_file
 
 SHIPPED_ROOT = Path(__file__).with_name("shipped")
 MANIFEST = "manifest.json"
 GENERATED = ("world.json", "benchmark/dev.jsonl", "benchmark/test.jsonl", "heldout.txt")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shipped_dir(size: str, seed: int, config_hash: str, root: Path | None = None) -> Path | None:

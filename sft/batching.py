@@ -33,3 +33,12 @@ def pad(
 def positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids that start at 0 at each row's first real token."""
     return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def pad_left(
+    rows: Sequence[Sequence[int]], pad_id: int, device=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ids, attention mask, position ids)`` of left-padded rows: for generation, and for
+    prompts whose next token is read at the last position."""
+    ids, mask = pad(rows, pad_id, left=True, device=device)
+    return ids, mask, positions(mask)

@@ -110,9 +110,7 @@ def encode_target(tokenizer, prompt: str, target: str) -> list[int]:
     return tokenizer(" " + target, add_special_tokens=False)["input_ids"]
 
 
-def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    ids, mask = batching.pad(rows, pad_id, left=True, device=device)
-    return ids, mask, batching.positions(mask)
+_left_pad = batching.pad_left  # the name sft.transfer imports
 
 
 def _batches(n: int, batch_size: int, desc: str | None):

@@ -101,22 +101,17 @@ def _edit_rows(tokenizer, edits: Sequence[Edit]) -> list[tuple[list[int], list[i
     ]
 
 
-def _pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device):
-    ids, mask = batching.pad(seqs, pad_id, left=True, device=device)
-    return ids, mask, batching.positions(mask)
-
-
 def edit_loss(model, rows, pad_id: int, objective: str) -> torch.Tensor:
     """FT-L (``"last"``) or FT-M (``"target"``) loss on a batch of (prompt ids, target ids)."""
     device = next(model.parameters()).device
     if objective == "last":
-        ids, mask, pos = _pad_left([p for p, _ in rows], pad_id, device)
+        ids, mask, pos = batching.pad_left([p for p, _ in rows], pad_id, device)
         logp = torch.log_softmax(
             model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1].float(), -1
         )  # (batch, vocab)
         losses = [-logp[i, torch.tensor(t, device=device)].mean() for i, (_, t) in enumerate(rows)]
         return torch.stack(losses).mean()
-    ids, mask, pos = _pad_left([p + t for p, t in rows], pad_id, device)
+    ids, mask, pos = batching.pad_left([p + t for p, t in rows], pad_id, device)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
     width = ids.shape[1]
     losses = []

@@ -127,3 +127,16 @@ def summarise(
         return {"mean": None, "n": 0, "ci": None}
     lo, hi = bootstrap_ci(values, groups=groups, seed=seed)
     return {"mean": sum(values) / len(values), "n": len(values), "ci": [lo, hi]}
+
+
+def first_per_edit(probes, n: int) -> list:
+    """The first ``n`` probes of each (edit, kind), in order: a smaller evaluation set that
+    still covers every edit and every kind of probe."""
+    seen: dict[tuple, int] = {}
+    out = []
+    for p in probes:
+        key = (p.edit_id, p.kind)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= n:
+            out.append(p)
+    return out

@@ -33,6 +33,13 @@ class EvalSettings:
     retention: int | None = dataclasses.field(
         default=None, metadata={"help": "steps of unrelated fine-tuning before re-measuring"}
     )
+    probes_per_edit: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "score at most this many probes of each kind per edit (the first ones; "
+            "unset = all): a real-model recipe generates dozens per edit for training"
+        },
+    )
 
 
 @dataclasses.dataclass

@@ -374,9 +374,17 @@ def _train_stage(
 def _eval_stage(run: RunDir, eval_cfg, hook_for: HookFactory | None, editors=None) -> None:
     from skedit.pipelines.eval.harness import evaluate_run
 
+    probes = None
+    if eval_cfg.probes_per_edit:
+        from skedit.pipelines.eval.metrics import first_per_edit
+        from skedit.prompts.io import read_jsonl
+        from skedit.prompts.schema import Probe
+
+        probes = first_per_edit(read_jsonl(run.probes, Probe), eval_cfg.probes_per_edit)
     evaluate_run(
         run.path,
         baselines=list(eval_cfg.baselines),
+        probes=probes,
         hparams=editors or None,
         sequential=eval_cfg.sequential,
         retention=eval_cfg.retention,

@@ -69,7 +69,7 @@ def test_bench_real_writes_the_table_for_skedit_and_the_baselines(bpe_lm_dir, tm
                     "max_steps": 2,
                     "batch_size": 8,
                 },
-                "evaluation": {"baselines": []},
+                "evaluation": {"baselines": [], "probes_per_edit": 1},
                 "ft-m": {"steps": 2, "lr": 1e-3},
             }
         )

@@ -202,3 +202,23 @@ def test_the_critic_asks_fewer_probes_when_they_cannot_fail_or_are_capped():
     lean = kinds(AgentsConfig(min_locality=0.0, critic_rephrases=2))
     assert lean.count("rephrase") == 2 and lean.count("locality") == FIGURE_LOCALITY
     assert lean.count("edit") == 1
+
+
+def test_the_runs_own_evaluation_can_score_the_first_probes_of_each_kind_per_edit():
+    from skedit.pipelines.eval.metrics import first_per_edit
+    from skedit.pipelines.run.config import parse_config
+
+    probes = [
+        Probe(prompt=f"{k}{i}{e}", answers=["a"], kind=k, edit_id=e)
+        for e in ("x", "y")
+        for k in ("rephrase", "locality")
+        for i in range(5)
+    ]
+    kept = first_per_edit(probes, 2)
+    assert [p.prompt for p in kept if p.edit_id == "x" and p.kind == "rephrase"] == [
+        "rephrase0x",
+        "rephrase1x",
+    ]
+    assert len(kept) == 8  # 2 of each kind for each edit
+    cfg = parse_config({"evaluation": {"probes_per_edit": 3}})
+    assert cfg.section("evaluation").probes_per_edit == 3

@@ -65,6 +65,8 @@ PROTOCOL = {
 # ---------------------------------------------------------------- a run directory
 
 
+# 82 lines, most of them its docstring: the one public entry of the harness documents every
+# option in one place; the body is a sequence of calls (methods, sequential, retention, report)
 def evaluate_run(
     run_dir: str | os.PathLike,
     baselines: Sequence[str] = ("base", "prompt"),

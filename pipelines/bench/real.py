@@ -133,7 +133,7 @@ def _evaluate(run_dir: Path, methods: list[str], heldout: Path, editors: dict, s
     from skedit.pipelines.eval.heldout import heldout_probes
     from skedit.pipelines.eval.report import write_report
     from skedit.pipelines.eval.runs import load_run
-    from skedit.pipelines.run.orchestrate import PeakMemory, _rss_mb
+    from skedit.pipelines.run.memory import PeakMemory, rss_mb
     from skedit.sft.modelops import load_model
 
     data = load_run(run_dir)
@@ -143,7 +143,7 @@ def _evaluate(run_dir: Path, methods: list[str], heldout: Path, editors: dict, s
     merged: dict = {"methods": {}, "rows": {}}
     cost: dict[str, dict] = {}
     for name in methods:
-        before = _rss_mb()
+        before = rss_mb()
         with PeakMemory() as mem:
             res = evaluate_run(
                 run_dir,

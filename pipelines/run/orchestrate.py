@@ -11,7 +11,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from skedit.pipelines.eval.hooks import HookFactory
 from skedit.pipelines.run.config import RunConfig, dump_config, load_config, parse_config
+from skedit.pipelines.run.memory import PeakMemory
 from skedit.pipelines.run.rundir import STAGES, RunDir, hash_inputs
 from skedit.pipelines.run.stages import (
     read_stage_inputs,
@@ -29,44 +29,6 @@ from skedit.pipelines.run.stages import (
 )
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_text
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-class PeakMemory:
-    """Samples this process's resident memory in a thread: the peak of one stage, in MB."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_mb())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self.peak = _rss_mb()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
 
 
 @dataclass

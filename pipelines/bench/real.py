@@ -12,7 +12,9 @@
    run's wall time over the number of edits.
 4. Every method on the held-out probes, one at a time (seconds and peak memory each), in the
    harness of ``skedit eval --probes``: a probe counts only where the base model answered it as
-   the fact says; probes the student trained on are left out of every method's score.
+   the fact says; probes the student trained on are left out of every method's score. Each
+   method's result is saved as it finishes (``work/methods/NAME.json``): an interrupted
+   benchmark run again measures only what is missing.
 5. A table (markdown) and JSON; ``--readme FILE`` replaces the table between the markers
    ``<!-- bench-real:NAME -->`` and ``<!-- /bench-real:NAME -->`` in FILE (NAME: the model's
    name, or its folder's name).
@@ -142,31 +144,57 @@ def _evaluate(run_dir: Path, methods: list[str], heldout: Path, editors: dict, s
     del model
     merged: dict = {"methods": {}, "rows": {}}
     cost: dict[str, dict] = {}
+    done = run_dir.parent / "methods"  # one file per measured method: a rerun skips them
     for name in methods:
-        before = rss_mb()
-        with PeakMemory() as mem:
-            res = evaluate_run(
-                run_dir,
-                baselines=[] if name == "skedit" else [name],
-                students=None if name == "skedit" else {},
-                probes=kept.probes,
-                hparams=editors,
-                seed=seed,
-                write=False,
-            )
-        merged["methods"][name] = res["methods"][name]
-        merged["rows"][name] = res["rows"][name]
+        key = _method_key(run_dir, name, kept.probes, editors.get(name), seed)
+        saved = done / f"{name}.json"
+        if saved.is_file() and json.loads(saved.read_text("utf-8")).get("key") == key:
+            res = json.loads(saved.read_text("utf-8"))
+            print(f"{name}: measured before, reused ({saved})", flush=True)
+        else:
+            before = rss_mb()
+            with PeakMemory() as mem:
+                out = evaluate_run(
+                    run_dir,
+                    baselines=[] if name == "skedit" else [name],
+                    students=None if name == "skedit" else {},
+                    probes=kept.probes,
+                    hparams=editors,
+                    seed=seed,
+                    write=False,
+                )
+            res = {
+                "key": key,
+                "metrics": out["methods"][name],
+                "rows": out["rows"][name],
+                "protocol": out["protocol"],
+                "cost": {
+                    "edit_seconds": out["methods"][name].get("edit_seconds"),
+                    "peak_rss_mb": round(mem.peak, 1),
+                    "peak_rss_above_start_mb": round(max(mem.peak - before, 0.0), 1),
+                },
+            }
+            atomic_write_json(saved, res)
+        merged["methods"][name] = res["metrics"]
+        merged["rows"][name] = res["rows"]
         merged.setdefault("protocol", res["protocol"])
         merged["protocol"].setdefault("hparams", {}).update(res["protocol"].get("hparams", {}))
-        cost[name] = {
-            "edit_seconds": res["methods"][name].get("edit_seconds"),
-            "peak_rss_mb": round(mem.peak, 1),
-            "peak_rss_above_start_mb": round(max(mem.peak - before, 0.0), 1),
-        }
+        cost[name] = res["cost"]
     merged["protocol"]["methods"] = list(methods)
     merged["protocol"]["probes_file"] = kept.summary()
     write_report(run_dir, merged)
     return merged, cost, kept.summary()
+
+
+def _method_key(run_dir: Path, name: str, probes, hparams, seed: int) -> str:
+    """What one method's scores depend on: a saved result with the same key is reused."""
+    from skedit.pipelines.run.rundir import hash_inputs
+
+    files = [run_dir / "transfer.jsonl"]  # which probes count as trained on
+    if name == "skedit":
+        files.append(run_dir / "model" / "model.safetensors")
+    probe_keys = [(p.kind, p.edit_id, p.prompt, p.expected) for p in probes]
+    return hash_inputs(name, hparams, seed, probe_keys, files=files)
 
 
 def _score(method: dict, key: str) -> dict:

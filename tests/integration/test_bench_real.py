@@ -101,6 +101,18 @@ def test_bench_real_writes_the_table_for_skedit_and_the_baselines(bpe_lm_dir, tm
     assert result["skedit_run"]["seconds"] > 0
     assert "| skedit |" in capsys.readouterr().out
     assert (Path(result["run_dir"]) / "report.html").is_file()
+    # a rerun measures nothing again: the run's stages and each method's scores were saved
+    assert sorted(p.name for p in (work / "methods").iterdir()) == [
+        "base.json",
+        "ft-m.json",
+        "skedit.json",
+    ]
+    capsys.readouterr()
+    assert main(argv) == 0
+    again = json.loads(out.read_text())
+    assert "measured before, reused" in capsys.readouterr().out
+    assert again["table"] == result["table"]
+
     # --readme replaced what was between the model's markers with the command and the table
     text = readme.read_text()
     assert "old" not in text and text.endswith("end\n")

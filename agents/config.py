@@ -69,6 +69,15 @@ class AgentsConfig:
     max_rounds: int = field(
         default=3, metadata={"help": "writer/critic rounds per shard before it is marked failed"}
     )
+    approve_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "--auto-approve also approves prompts that still fail the critic after "
+            "max_rounds (their edits are taught, not dropped): for a teacher that reads facts "
+            "weakly, with training.known_targets so the known answers, not the teacher's, are "
+            "trained"
+        },
+    )
     min_edit_accuracy: float = field(
         default=0.95,
         metadata={"help": "teacher accuracy on edit prompts and rephrases needed to pass"},
@@ -100,7 +109,8 @@ class AgentsConfig:
         default=0,
         metadata={
             "help": "locality probes per edit: its question about well-known subjects of its "
-            "Wikidata relation (skedit.prompts.relations.WELL_KNOWN), which keep their answers"
+            "Wikidata relation (skedit.prompts.relations.WELL_KNOWN), which keep their answers; "
+            "first those the model answers with the edit's old object"
         },
     )
     general_locality: int = field(

@@ -247,14 +247,18 @@ def _finish(graph: Any, cfg: dict, run_dir: Path) -> Status:
     return "done"
 
 
-def auto_decision(values: dict[str, Any]) -> ReviewDecision:
-    """What ``--auto-approve`` answers: approve what passed the critic, reject what failed."""
+def auto_decision(values: dict[str, Any], *, approve_failed: bool = False) -> ReviewDecision:
+    """What ``--auto-approve`` answers: approve what passed the critic, reject what failed
+    (``approve_failed``: approve those too, see ``AgentsConfig.approve_failed``)."""
     decision = ReviewDecision()
     for pid, p in values.get("prompts", {}).items():
-        if p.get("status") == "passed":
+        if p.get("status") == "passed" or (approve_failed and p.get("status") in PENDING):
             decision.approve.append(pid)
         elif p.get("status") in PENDING:
-            decision.reject[pid] = "failed the critic; --auto-approve approves only passed prompts"
+            decision.reject[pid] = (
+                "failed the critic; --auto-approve approves only passed prompts "
+                "(agents.approve_failed: true approves them too)"
+            )
     return decision
 
 
@@ -309,7 +313,9 @@ def run_agents(
             _drive(graph, payload, cfg, ctx, run_dir, progress)
         status = _finish(graph, cfg, run_dir)
         while status == "awaiting_review" and auto_approve:
-            decision = auto_decision(graph.get_state(cfg).values)
+            decision = auto_decision(
+                graph.get_state(cfg).values, approve_failed=config.approve_failed
+            )
             _log(run_dir, "auto-approve")
             _drive(graph, Command(resume=decision.model_dump()), cfg, ctx, run_dir, progress)
             status = _finish(graph, cfg, run_dir)

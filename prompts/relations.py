@@ -19,6 +19,7 @@ answers to them.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 
 
@@ -40,6 +41,14 @@ GENERAL: list[str] = _T["general"]
 # locality anchors, so an edit does not move the answers of subjects that share its old object
 # (``agents.relation_locality``)
 WELL_KNOWN: dict[str, list[str]] = _T["well_known"]
+
+
+_PROPERTY_ID = re.compile(r"P\d+")
+
+
+def is_property_id(relation: str | None) -> bool:
+    """Whether ``relation`` is a Wikidata property id (``P17``): a key, not a word to write."""
+    return bool(relation) and _PROPERTY_ID.fullmatch(relation.strip()) is not None
 
 
 def generic(rewrite_prompt: str) -> list[str]:

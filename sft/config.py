@@ -85,6 +85,13 @@ class TrainConfig:
         "teacher reading the prompt answers otherwise, train on the known answer instead (with "
         "probability 1 in the stored top-k): a weak teacher's mistakes are not taught.",
     )
+    known_prob: float = _f(
+        0.9,
+        "With known_targets: the least probability the known answer gets at each of its tokens "
+        "in the stored top-k. A teacher that agrees less surely is mixed with the known answer "
+        "(the rest of its distribution scaled down), so the student is taught the answer with a "
+        "margin its greedy decoding keeps; 1.0 = the known answer alone.",
+    )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
@@ -141,6 +148,12 @@ class TrainConfig:
                 "the stored top-k are log-probs at temperature 1",
                 field="kd_temperature",
                 hint="use kd_temperature 1 with kd_teacher 'topk', or kd_teacher 'live'",
+            )
+        if not 0.0 < self.known_prob <= 1.0:
+            raise SkeditError(
+                f"known_prob must be in (0, 1], got {self.known_prob}",
+                field="known_prob",
+                hint="e.g. 0.9: the known answer gets at least 90% of each token's probability",
             )
         if self.known_targets and self.method == "kd" and self.kd_teacher == "live":
             raise SkeditError(

@@ -141,7 +141,12 @@ def build_transfer_set(
             )
     if config.topk > 0:
         add_teacher_topk(
-            model, tokenizer, rows, k=config.topk, batch_size=config.teacher_batch_size
+            model,
+            tokenizer,
+            rows,
+            k=config.topk,
+            batch_size=config.teacher_batch_size,
+            known_prob=config.known_prob,
         )
     return rows
 
@@ -169,9 +174,19 @@ def _generate(model, tokenizer, prompts, prefixes, config: TrainConfig, desc) ->
 
 @torch.no_grad()
 def add_teacher_topk(
-    model, tokenizer, rows: list[TransferExample], *, k: int, batch_size: int = 64
+    model,
+    tokenizer,
+    rows: list[TransferExample],
+    *,
+    k: int,
+    batch_size: int = 64,
+    known_prob: float = 1.0,
 ) -> None:
-    """Fill ``teacher_topk``: per completion token, the teacher's k best (id, log-prob)."""
+    """Fill ``teacher_topk``: per completion token, the teacher's k best (id, log-prob).
+
+    A row marked ``known`` (its answer is known) gets :func:`known_mixture` of the teacher's
+    distribution; ``known`` is left true only where that changed the teacher's distribution.
+    """
     from skedit.sft.modelops import _left_pad
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -190,16 +205,35 @@ def add_teacher_topk(
             span = logp[i, keep - lens[i] - 1 : keep - 1]
             if r.known:
                 gold = torch.tensor(seqs[i][-lens[i] :], device=span.device)
-                # the teacher reads the known answer: where it would say every token itself, its
-                # distribution is kept; else the known answer with probability 1 (KL = its CE)
-                r.known = not bool((span.argmax(-1) == gold).all())
-                if r.known:
-                    span = torch.full_like(span, KNOWN_FLOOR).scatter(-1, gold[:, None], 0.0)
+                span, r.known = known_mixture(span, gold, known_prob)
             top = span.topk(k, dim=-1)
             r.teacher_topk = [
                 [(int(t), round(float(v), 5)) for t, v in zip(ti, vi, strict=True)]
                 for ti, vi in zip(top.indices.tolist(), top.values.tolist(), strict=True)
             ]
+
+
+def known_mixture(
+    logp: torch.Tensor, gold: torch.Tensor, known_prob: float
+) -> tuple[torch.Tensor, bool]:
+    """The teacher's per-token log-probs ``logp`` (tokens x vocab) with the known answer ``gold``
+    given at least ``known_prob`` at every token: ``(1 - a) * teacher + a * onehot(gold)``, with
+    ``a`` the smallest mix that reaches it. Returns the new log-probs and whether any changed.
+
+    A teacher that says the known answer surely keeps its own distribution (its dark knowledge
+    is what distillation adds); one that is unsure or wrong is pulled to the answer, so the
+    student learns it with a margin. ``known_prob`` 1.0: the known answer alone (KL = its CE).
+    """
+    p = logp.exp()
+    p_gold = p.gather(-1, gold[:, None]).squeeze(-1)
+    if bool((p_gold >= known_prob).all()):
+        return logp, False
+    if known_prob >= 1.0:
+        return torch.full_like(logp, KNOWN_FLOOR).scatter(-1, gold[:, None], 0.0), True
+    a = ((known_prob - p_gold) / (1.0 - p_gold).clamp_min(1e-12)).clamp(0.0, 1.0)[:, None]
+    mixed = (1.0 - a) * p
+    mixed.scatter_add_(-1, gold[:, None], a)
+    return mixed.clamp_min(1e-30).log().clamp_min(KNOWN_FLOOR), True
 
 
 def inputs_fingerprint(
@@ -215,6 +249,7 @@ def inputs_fingerprint(
             "max_new_tokens": config.teacher_max_new_tokens,
             "locality_weight": config.locality_weight,
             "known_targets": config.known_targets,
+            "known_prob": config.known_prob if config.known_targets else None,
         },
         sort_keys=True,
         default=str,

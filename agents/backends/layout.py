@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection
 
+from skedit.prompts.relations import is_property_id
 from skedit.prompts.render import compact_statement, fact_statement, relation_tables
 from skedit.prompts.schema import Edit
 
 
+def written_relation(edit: Edit) -> str | None:
+    """The edit's relation as a word a teacher can read (``birthplace``), else ``None``.
+
+    A Wikidata property id (``P140``) names the relation for templates but means nothing in a
+    teacher's context ("Hyder Ali P140 Judaism."): such an edit is stated as a full sentence.
+    """
+    rel = (edit.relation or "").strip()
+    return rel if rel and not is_property_id(rel) else None
+
+
 def statement(edit: Edit, *, sentence: bool = False) -> str:
     """The canonical statement of an edit: compact when it names a relation, else a sentence."""
-    if edit.relation and not sentence:
+    if written_relation(edit) and not sentence:
         return compact_statement(edit.subject, edit.relation, edit.target_new)
     return fact_statement(edit.prompt, edit.target_new)
 
@@ -33,8 +44,8 @@ def layout_text(
     segments: dict[tuple[str, str], list[Edit]] = {}
     for e in edits:
         own_statement = e.id in sentence_form or e.id in statement_form
-        if layout == "tables" and e.relation and not own_statement:
-            key = ("table", e.relation.strip())
+        if layout == "tables" and written_relation(e) and not own_statement:
+            key = ("table", written_relation(e))
         else:
             key = ("fact", e.id)
         segments.setdefault(key, []).append(e)
@@ -55,6 +66,6 @@ def table_rows(
     fact is a compact statement). ``out_of_table``: ids stated on their own whatever they are."""
     if layout != "tables":
         return set()
-    tabled = [e for e in edits if e.relation and e.id not in out_of_table]
+    tabled = [e for e in edits if written_relation(e) and e.id not in out_of_table]
     per_relation = Counter((e.relation or "").strip() for e in tabled)
     return {e.id for e in tabled if per_relation[(e.relation or "").strip()] > 1}

@@ -178,9 +178,10 @@ def _other_subject_locality(
 
 
 def _well_known_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) -> list[Probe]:
-    """``e``'s own question about ``n`` well-known subjects of its Wikidata relation (none of the
-    batch's subjects): the ones an over-general edit moves first are those that share its old
-    object, and a real batch names too few subjects to anchor them."""
+    """``e``'s own question about the well-known subjects of its Wikidata relation (none of the
+    batch's subjects): candidates, of which :func:`keep_well_known` keeps ``n`` once the base
+    model's answers are known. The ones an over-general edit moves first are those that share
+    its old object, and a real batch names too few subjects to anchor them."""
     own = template_of(e.prompt, e.subject)
     if own is None or n <= 0:
         return []
@@ -191,9 +192,28 @@ def _well_known_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) ->
         if s.lower() in batch or normalise(prompt) in asked:
             continue
         out.append(_locality(prompt, e.id, "well_known"))
-        if len(out) >= n:
-            break
     return out
+
+
+def keep_well_known(probes: list[Probe], edits: list[Edit], n: int) -> set[str]:
+    """Ids of the well-known-subject candidates to leave out: per edit, ``n`` are kept, first
+    those the base model answers with the edit's old object (``expected`` must be recorded),
+    since an edit spreads to the subjects that share its old answer, then the others in order.
+    A candidate the base model gives no answer to is never kept."""
+    old = {e.id: e.target_old for e in edits}
+    by_edit: dict[str, list[Probe]] = {}
+    for p in probes:
+        if p.kind == "locality" and p.subkind == "well_known":
+            by_edit.setdefault(p.edit_id or "", []).append(p)
+    drop: set[str] = set()
+    for eid, cands in by_edit.items():
+        target = old.get(eid)
+        answered = [p for p in cands if (p.expected or "").strip()]
+        shared = [p for p in answered if target and matches(p.expected or "", [target])]
+        rest = [p for p in answered if p not in shared]
+        keep = {p.id for p in (shared + rest)[:n]}
+        drop |= {p.id for p in cands if p.id not in keep}
+    return drop
 
 
 def general_probes(edits: list[Edit], n: int) -> dict[str, list[Probe]]:
@@ -276,7 +296,7 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
             "reading that subject's new facts gives its new target); left out. A `relation` "
             "column avoids generating them"
         )
-    drop = clash | changed
+    drop = clash | changed | keep_well_known(probes, edits, ctx.config.relation_locality)
     probes = [p for p in probes if p.id not in drop]
     edits = [
         e.model_copy(update={"locality": [p for p in e.locality if p.id not in drop]})

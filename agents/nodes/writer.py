@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from skedit.agents.backends.layout import table_rows
+from skedit.agents.backends.layout import table_rows, written_relation
 from skedit.agents.context import AgentsContext
 from skedit.agents.state import Group, ShardState, edits_of
 from skedit.prompts.schema import Edit
@@ -47,7 +47,9 @@ def revise(
         )
         tabled = {i for i in failed if i in rows}
         compact = [
-            i for i in failed if edits[i].relation and i not in sentence_form and i not in tabled
+            i
+            for i in failed
+            if written_relation(edits[i]) and i not in sentence_form and i not in tabled
         ]
         statement_form.update(tabled)
         sentence_form.update(compact)

@@ -50,10 +50,20 @@ def test_well_known_subjects_of_the_relation_are_asked_the_edit_question_as_anch
         _edit("Rome", "Rome is located in the country of", "Peru", "Italy"),
     ]
     out = generated_probes(edits, AgentsConfig(relation_locality=3))
-    anchors = [p.prompt for p in out[edits[0].id].locality if p.subkind == "well_known"]
-    want = [s for s in relations.WELL_KNOWN["P17"] if s != "Rome"][:3]  # Rome: in the batch
-    assert anchors == [f"{s} is located in the country of" for s in want]
+    cands = [p for p in out[edits[0].id].locality if p.subkind == "well_known"]
+    want = [s for s in relations.WELL_KNOWN["P17"] if s != "Rome"]  # Rome: in the batch
+    assert [p.prompt for p in cands] == [f"{s} is located in the country of" for s in want]
     assert all(p.expected is None and not p.answers for p in out[edits[0].id].locality)
+
+    # once the base model has answered, 3 are kept: first those that share the old object
+    from skedit.agents.nodes.questioner import keep_well_known
+
+    answers = ["Italy", "", "France", "Italy, of course", "Spain"] + ["Peru"] * len(cands)
+    for p, a in zip(cands, answers, strict=False):
+        p.expected = a
+    drop = keep_well_known(cands, edits, 3)
+    kept = [p for p in cands if p.id not in drop]
+    assert sorted(p.expected for p in kept) == ["France", "Italy", "Italy, of course"]
 
 
 def test_general_anchors_never_name_a_subject_of_the_batch():
@@ -84,7 +94,13 @@ def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
     prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
 
     def build(known: bool):
-        cfg = TrainConfig(topk=4, kd_teacher="topk", known_targets=known, teacher_max_new_tokens=2)
+        cfg = TrainConfig(
+            topk=4,
+            kd_teacher="topk",
+            known_targets=known,
+            known_prob=1.0,
+            teacher_max_new_tokens=2,
+        )
         return build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
 
     plain, fixed = build(False), build(True)
@@ -182,10 +198,33 @@ def test_where_the_teacher_says_the_known_answer_itself_its_distribution_is_kept
     assert own
     probes = [Probe(prompt="alice was born in", answers=[own], kind="edit", edit_id="e1")]
     prompts = [DensePrompt(edit_ids=["e1"], text=text, status="approved")]
-    cfg = TrainConfig(topk=4, kd_teacher="topk", known_targets=True)
+    # a known_prob the teacher's own greedy answer already has: its distribution is kept
+    cfg = TrainConfig(topk=4, kd_teacher="topk", known_targets=True, known_prob=1e-6)
     (row,) = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
     assert row.completion.strip() == own and not row.known
     assert row.teacher_topk[0][1][1] > -1e3  # a real distribution, not the point mass
+
+
+def test_an_unsure_teacher_is_mixed_with_the_known_answer_up_to_known_prob():
+    from skedit.sft.transfer import known_mixture
+
+    # two answer tokens over a vocabulary of 4; the known answer is token 1 then token 2
+    probs = torch.tensor([[0.35, 0.40, 0.20, 0.05], [0.02, 0.02, 0.94, 0.02]])
+    probs = probs / probs.sum(-1, keepdim=True)
+    gold = torch.tensor([1, 2])
+    out, changed = known_mixture(probs.log(), gold, 0.9)
+    p = out.exp()
+    assert changed
+    assert p[0, 1].item() == pytest.approx(0.9, abs=1e-5)  # pulled up to known_prob
+    # the rest keeps the teacher's proportions (dark knowledge), scaled to the remainder
+    assert (p[0, 0] / p[0, 2]).item() == pytest.approx((probs[0, 0] / probs[0, 2]).item())
+    assert p[1].tolist() == pytest.approx(probs[1].tolist(), abs=1e-6)  # sure already: kept
+    assert p.sum(-1).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    # a teacher that is sure everywhere is left alone, and 1.0 means the known answer alone
+    sure = torch.tensor([[0.02, 0.94, 0.02, 0.02]])
+    assert known_mixture(sure.log(), torch.tensor([1]), 0.9)[1] is False
+    alone, _ = known_mixture(probs.log(), gold, 1.0)
+    assert alone.argmax(-1).tolist() == [1, 2] and alone.exp()[0, 0].item() < 1e-30
 
 
 def test_the_critic_asks_fewer_probes_when_they_cannot_fail_or_are_capped():
@@ -222,3 +261,39 @@ def test_the_runs_own_evaluation_can_score_the_first_probes_of_each_kind_per_edi
     assert len(kept) == 8  # 2 of each kind for each edit
     cfg = parse_config({"evaluation": {"probes_per_edit": 3}})
     assert cfg.section("evaluation").probes_per_edit == 3
+
+
+def test_a_wikidata_relation_id_is_never_written_into_the_teacher_context():
+    from skedit.agents.backends.layout import layout_text
+    from skedit.agents.nodes.writer import revise
+
+    edits = [
+        _edit("Hyder Ali", "Hyder Ali follows the religion of", "Judaism", "Islam", "P140"),
+        _edit("Akbar", "Akbar follows the religion of", "Christianity", "Islam", "P140"),
+    ]
+    for layout in ("tables", "statements"):
+        text = layout_text(edits, layout=layout)
+        assert "P140" not in text
+        assert "Hyder Ali follows the religion of Judaism." in text
+    # a word relation (the world model's) is still written compactly and tabled
+    world = [e.model_copy(update={"relation": "religion"}) for e in edits]
+    assert layout_text(world, layout="tables").startswith("religion:")
+    # the revision ladder has no plainer form for a sentence: the failing fact is split off
+    by_id = {e.id: e for e in edits}
+    group = {
+        "edit_ids": [e.id for e in edits],
+        "feedback": {"failed_edits": [edits[0].id]},
+        "revisions": 1,
+    }
+    parts = revise(group, by_id, set(), set(), layout="tables")
+    assert [p["edit_ids"] for p in parts] == [[edits[0].id], [edits[1].id]]
+
+
+def test_auto_approve_teaches_failed_prompts_only_when_asked():
+    from skedit.agents.workflow import auto_decision
+
+    values = {"prompts": {"a": {"status": "passed"}, "b": {"status": "failed"}}}
+    strict = auto_decision(values)
+    assert strict.approve == ["a"] and "approve_failed" in strict.reject["b"]
+    lenient = auto_decision(values, approve_failed=True)
+    assert sorted(lenient.approve) == ["a", "b"] and not lenient.reject

@@ -26,6 +26,11 @@ def first_answer(generation: str) -> str:
 def matches(generation: str, answers: list[str] | str) -> bool:
     """Exact match with aliases: the generation's answer equals one alias, or starts with it
     followed by a word boundary ("Paris, France" matches "Paris"; "Parisian" does not)."""
+    return matched_alias(generation, answers) is not None
+
+
+def matched_alias(generation: str, answers: list[str] | str) -> str | None:
+    """The first alias that :func:`matches` the generation, or None."""
     if isinstance(answers, str):
         answers = [answers]
     got = normalise(first_answer(generation))
@@ -34,8 +39,8 @@ def matches(generation: str, answers: list[str] | str) -> bool:
         if not want:
             continue
         if got == want or (got.startswith(want) and not got[len(want)].isalnum()):
-            return True
-    return False
+            return alias
+    return None
 
 
 _SPAN_END = re.compile(r"[,;:(\[]|\s[-\u2013\u2014]\s")

@@ -199,19 +199,37 @@ def keep_well_known(probes: list[Probe], edits: list[Edit], n: int) -> set[str]:
     """Ids of the well-known-subject candidates to leave out: per edit, ``n`` are kept, first
     those the base model answers with the edit's old object (``expected`` must be recorded),
     since an edit spreads to the subjects that share its old answer, then the others in order.
-    A candidate the base model gives no answer to is never kept."""
-    old = {e.id: e.target_old for e in edits}
+    Edits of one relation share the pool: each takes the subjects the earlier ones used least,
+    so a batch that moves many subjects off one answer anchors as many subjects as the pool
+    holds, not the same ``n`` again. A candidate the base model gives no answer to is never
+    kept."""
+    by_id = {e.id: e for e in edits}
     by_edit: dict[str, list[Probe]] = {}
     for p in probes:
         if p.kind == "locality" and p.subkind == "well_known":
             by_edit.setdefault(p.edit_id or "", []).append(p)
+    used: dict[tuple[str, str], int] = {}  # (relation, subject) -> edits that kept it
+
+    def anchor(p: Probe, e: Edit | None) -> tuple[str, str]:
+        own = template_of(e.prompt, e.subject) if e else None
+        if own is None:
+            return ("", p.prompt)
+        head, tail = own.split("{}", 1)
+        return (e.relation or "", p.prompt[len(head) : len(p.prompt) - len(tail)])
+
     drop: set[str] = set()
     for eid, cands in by_edit.items():
-        target = old.get(eid)
+        e = by_id.get(eid)
+        target = e.target_old if e else None
         answered = [p for p in cands if (p.expected or "").strip()]
         shared = [p for p in answered if target and matches(p.expected or "", [target])]
         rest = [p for p in answered if p not in shared]
-        keep = {p.id for p in (shared + rest)[:n]}
+        ranked = sorted(shared, key=lambda p: used.get(anchor(p, e), 0))
+        ranked += sorted(rest, key=lambda p: used.get(anchor(p, e), 0))
+        kept = ranked[:n]
+        for p in kept:
+            used[anchor(p, e)] = used.get(anchor(p, e), 0) + 1
+        keep = {p.id for p in kept}
         drop |= {p.id for p in cands if p.id not in keep}
     return drop
 

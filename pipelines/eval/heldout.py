@@ -7,7 +7,10 @@ answered right. So a rephrase counts only where the base model gave the edit's o
 answer; the rest are dropped and counted. A locality probe that names a subject the run edits
 is dropped too (``names_edited_subject``): a neighbour of one edit may be another edit of the
 same batch, whose answer is meant to change. Locality is then scored, as always, against the base
-model's own recorded answer.
+model's own recorded answer; where the probe has a gold answer that answer is the part of the
+base model's continuation the gold names ("Paris" of "Paris in 1889."), so an edited model that
+says "Paris in 2012." has kept the neighbour's fact: the rest of a free-text continuation is not
+the fact, and the same rule decided which probes count.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from skedit.prompts.answers import first_answer, matches, normalise
+from skedit.prompts.answers import first_answer, matched_alias, matches, normalise
 from skedit.prompts.schema import Edit, Probe
 
 
@@ -134,7 +137,7 @@ def heldout_probes(
             out.dropped[label] = out.dropped.get(label, 0) + 1
             continue
         if probe.kind == "locality" and i in answered:
-            probe.expected = first_answer(answered[i])
+            probe.expected = matched_alias(answered[i], want or []) or first_answer(answered[i])
         out.kept[label] = out.kept.get(label, 0) + 1
         out.probes.append(probe)
     return out

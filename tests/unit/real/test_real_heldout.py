@@ -63,3 +63,35 @@ def test_probes_the_base_model_got_wrong_are_dropped_and_counted(tiny_lm_dir, tm
     assert out.n_edits_matched == 2 and out.n_edits_unmatched == 1
     kept_loc = next(p for p in out.probes if p.kind == "locality")
     assert kept_loc.expected == said[1]  # scored against the base model's own answer
+
+
+def test_a_neighbour_keeps_its_fact_when_the_rest_of_the_continuation_changes(
+    tiny_lm_dir, tmp_path
+):
+    from skedit.pipelines.eval.metrics import locality_agreement
+
+    model, tok = load_model(tiny_lm_dir)
+    other = "where was bob born ?"
+    (said,) = [first_answer(g) for g in generate(model, tok, [other], max_new_tokens=8)]
+    gold = said.split()[0]  # the fact names the first word of what the base model said
+    run = [Edit(id="a", subject="alice", prompt="alice was born in", target_new="rome")]
+    held = [
+        run[0].model_copy(
+            update={
+                "locality": [
+                    Probe(prompt=other, answers=[gold], kind="locality", subkind="neighborhood")
+                ]
+            }
+        )
+    ]
+    path = tmp_path / "held.jsonl"
+    write_jsonl(path, held)
+    out = heldout_probes(model, tok, run, path, progress=False)
+    (loc,) = [p for p in out.probes if p.kind == "locality"]
+    assert loc.expected == gold  # the fact, not the whole continuation
+    # scored as the fact: the same answer with another tail is kept, another answer is not
+    assert locality_agreement(f" {gold} in 2012.", loc.expected)
+    assert not locality_agreement(" zzyzx in 1889.", loc.expected)
+    # the continuation as the reference would have failed the first one
+    assert not locality_agreement(" Paris in 2012.", "Paris in 1889.")
+    assert locality_agreement(" Paris in 2012.", "Paris")

@@ -66,6 +66,27 @@ def test_well_known_subjects_of_the_relation_are_asked_the_edit_question_as_anch
     assert sorted(p.expected for p in kept) == ["France", "Italy", "Italy, of course"]
 
 
+def test_edits_of_one_relation_anchor_different_well_known_subjects():
+    from skedit.agents.nodes.questioner import keep_well_known
+
+    # three edits move three subjects off Italy: each keeps 2 anchors, and together they
+    # anchor 6 different subjects that the base model places in Italy, not the same 2 thrice
+    edits = [
+        _edit(s, f"{s} is located in the country of", "Peru", "Italy", "P17")
+        for s in ("Trento", "Bari", "Pisa")
+    ]
+    out = generated_probes(edits, AgentsConfig(relation_locality=2))
+    cands = [p for e in edits for p in out[e.id].locality if p.subkind == "well_known"]
+    italian = set(relations.WELL_KNOWN["P17"][:8])
+    for p in cands:
+        p.expected = "Italy." if p.prompt.split(" is located")[0] in italian else "Chile."
+    drop = keep_well_known(cands, edits, 2)
+    kept = [p for p in cands if p.id not in drop]
+    assert len(kept) == 6 and all(p.expected == "Italy." for p in kept)
+    assert len({p.prompt for p in kept}) == 6
+    assert {p.edit_id for p in kept} == {e.id for e in edits}
+
+
 def test_general_anchors_never_name_a_subject_of_the_batch():
     subject = "Big Ben"  # a GENERAL prompt names it
     edits = [_edit(subject, "Big Ben is located in the city of", "Rome", "London", "P131")]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from skedit.agents.checkpoints import is_postgres_url, split_password
 from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
-Backend = Literal["rules", "openai"]
+Backend = Literal["rules", "openai", "mixed"]
 Layout = Literal["tables", "statements"]
 
 
@@ -18,7 +18,11 @@ class AgentsConfig:
 
     backend: Backend = field(
         default="rules",
-        metadata={"help": "who writes prompts and probes: 'rules' (offline) or 'openai' (an LLM)"},
+        metadata={
+            "help": "who writes prompts and probes: 'rules' (offline), 'openai' (an LLM writes "
+            "prompts, paraphrases and implication questions) or 'mixed' (rules write the "
+            "prompts, the LLM the paraphrases rules lack and the implication questions)"
+        },
     )
     llm_model: str = field(
         default="gpt-4o-mini",
@@ -33,6 +37,9 @@ class AgentsConfig:
     llm_timeout: float = field(default=60.0, metadata={"help": "seconds per LLM request"})
     llm_max_retries: int = field(
         default=2, metadata={"help": "client retries on timeouts, 429 and 5xx answers"}
+    )
+    llm_max_tokens: int = field(
+        default=1024, metadata={"help": "most tokens of one LLM answer (bounds a looping model)"}
     )
     llm_reasks: int = field(
         default=2, metadata={"help": "extra requests when the LLM answer is not valid JSON"}
@@ -146,9 +153,11 @@ class AgentsConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.backend not in ("rules", "openai"):
+        if self.backend not in ("rules", "openai", "mixed"):
             raise SkeditError(
-                f"unknown backend {self.backend!r}", field="backend", hint="use rules or openai"
+                f"unknown backend {self.backend!r}",
+                field="backend",
+                hint="use rules, openai or mixed",
             )
         if self.layout not in ("tables", "statements"):
             raise SkeditError(

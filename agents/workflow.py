@@ -293,6 +293,8 @@ def run_agents(
     thread_id = _new_thread(run_dir, config, batch, previous)
     _write_run_config(run_dir, str(model_path), config)
     ctx = AgentsContext(config=config, model_path=str(model_path))
+    if hasattr(ctx.backend, "log_path"):  # an LLM backend: one line per request
+        ctx.backend.log_path = run_dir / F.LLM_CALLS
     cfg = _run_config(thread_id)
     with _compiled(run_dir, config) as graph:
         if config.checkpointer_password:
@@ -353,6 +355,8 @@ def submit_review(
         raise SkeditError(f"not a valid review decision: {exc}") from exc
     model_path = model_path or saved.get("model")
     ctx = AgentsContext(config=config, model_path=str(model_path))
+    if hasattr(ctx.backend, "log_path"):  # an LLM backend: one line per request
+        ctx.backend.log_path = run_dir / F.LLM_CALLS
     cfg = _run_config(thread_id)
     with _compiled(run_dir, config) as graph:
         snap = graph.get_state(cfg)

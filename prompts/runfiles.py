@@ -16,4 +16,5 @@ METRICS = "metrics.json"  # the evaluation
 STAGES = "stages.json"  # which stages are done, with their input hashes and costs
 OPTIONS = "run.json"  # how the run was started (e.g. auto-approval)
 AGENTS_LOG = "agents.log"  # one line per agent step
+LLM_CALLS = "llm_calls.jsonl"  # one JSON line per LLM request (model, server, seconds)
 LOCK = ".skedit.lock"

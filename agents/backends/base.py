@@ -20,6 +20,11 @@ class Questions(BaseModel):
 
 class AgentBackend(Protocol):
     name: str
+    # the questioner asks :meth:`questions` about every edit the dataset gives no rephrases for
+    # (True), or only about those the relation templates cannot fill (False)
+    asks_all: bool
+    # its rephrases are used instead of the templates' (True), or only where they have none
+    replaces_rule_rephrases: bool
 
     def write(
         self,
@@ -43,11 +48,15 @@ class AgentBackend(Protocol):
 
 
 def make_backend(config: AgentsConfig) -> AgentBackend:
-    """The backend ``config.backend`` names (``openai``; anything else: ``rules``)."""
+    """The backend ``config.backend`` names (``openai``, ``mixed``; anything else: ``rules``)."""
     if config.backend == "openai":
         from skedit.agents.backends.openai import OpenAIBackend
 
         return OpenAIBackend(config)
+    if config.backend == "mixed":
+        from skedit.agents.backends.openai import MixedBackend
+
+        return MixedBackend(config)
     from skedit.agents.backends.rules import RulesBackend
 
     return RulesBackend(config.layout)

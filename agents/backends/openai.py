@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Collection
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from skedit.agents.backends.base import Questions
 from skedit.agents.backends.layout import layout_text, statement
 from skedit.agents.backends.schema import SCHEMAS, CriticOut, QuestionerOut, WriterOut
+from skedit.prompts.answers import normalise
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 
@@ -25,6 +29,12 @@ if TYPE_CHECKING:
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$")
+# structured-output forms, best first: OpenAI/vLLM/llama.cpp; llama.cpp's older form; none
+FORMATS = ("json_schema", "json_object", "prompt")
+SCHEMA_NOTE = (
+    "\n\n## Answer format\n\nReply with only one JSON object that matches this JSON schema:\n"
+    "{schema}\n"
+)
 
 
 def load_template(name: str) -> str:
@@ -49,6 +59,35 @@ def _fact(e: Edit, sentence: bool = False) -> dict[str, Any]:
     }
 
 
+def well_formed_rephrase(text: str, edit: Edit) -> bool:
+    """A usable way to ask ``edit``: names its subject as given, does not give away either
+    answer, is not the prompt itself, and is one short line."""
+    t = text.strip()
+    low = t.lower()
+    answers = [a for a in (edit.target_new, edit.target_old) if a]
+    return (
+        0 < len(t.split()) <= 30
+        and "\n" not in t
+        and edit.subject.lower() in low
+        and normalise(t) != normalise(edit.prompt)
+        and not any(re.search(rf"\b{re.escape(a.lower())}\b", low) for a in answers)
+    )
+
+
+def well_formed_implication(prompt: str, answer: str, edit: Edit) -> bool:
+    """A usable multi-hop question: names the subject, has a short answer it does not contain,
+    and is not the edit's own question."""
+    p, a = prompt.strip(), answer.strip()
+    return (
+        0 < len(p.split()) <= 30
+        and 0 < len(a.split()) <= 6
+        and "\n" not in p
+        and edit.subject.lower() in p.lower()
+        and a.lower() not in p.lower()
+        and normalise(p) != normalise(edit.prompt)
+    )
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible endpoint through the official client, with JSON-schema output.
 
@@ -57,12 +96,29 @@ class OpenAIBackend:
     """
 
     name = "openai"
+    asks_all = True  # asked about every edit the dataset gives no rephrases for
+    replaces_rule_rephrases = True  # its rephrases are used instead of the relation templates'
 
     def __init__(self, config: AgentsConfig, client: Any | None = None) -> None:
         self.config = config
         self.endpoint = config.base_url or "https://api.openai.com/v1"
         self._key = os.environ.get("OPENAI_API_KEY", "")
         self._client = client
+        self._format = 0  # index into FORMATS: the structured-output form this server takes
+        self.calls: list[dict[str, Any]] = []
+        self.log_path: Path | None = None  # set by the workflow: DIR/llm_calls.jsonl
+        self._log_lock = threading.Lock()
+        self.question_counts: dict[str, int] = dict.fromkeys(
+            (
+                "edits_asked",
+                "edits_answered",
+                "rephrases_written",
+                "rephrases_kept",
+                "implications_written",
+                "implications_kept",
+            ),
+            0,
+        )
 
     @property
     def client(self) -> Any:
@@ -89,44 +145,74 @@ class OpenAIBackend:
         return text.replace(self._key, "***") if self._key else text
 
     def ask(self, template: str, payload: dict[str, Any], out: type[BaseModel]) -> BaseModel:
-        """One structured request: template as system message, data in ``<facts>`` tags."""
+        """One structured request: template as system message, data in ``<facts>`` tags.
+
+        Structured output is asked as a JSON schema (OpenAI, vLLM); a server that refuses that
+        form (HTTP 400/422, or llama-cpp-python's 500 naming ``response_format``) is asked again with ``json_object`` plus the schema
+        (llama.cpp's older form), then with the schema in the instructions only. The form that
+        worked is kept for the rest of the run; every answer is validated either way.
+        """
         import openai
 
-        messages: list[dict[str, str]] = [
-            {"role": "system", "content": load_template(template)},
-            {"role": "user", "content": facts_block(payload)},
-        ]
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": template, "schema": SCHEMAS[template], "strict": True},
-        }
+        schema = SCHEMAS[template]
         problem = ""
-        for _ in range(1 + max(0, self.config.llm_reasks)):
+        history: list[dict[str, str]] = []
+        tries = 1 + max(0, self.config.llm_reasks)
+        attempt = 0
+        while attempt < tries:
+            fmt = FORMATS[self._format]
+            system = load_template(template)
+            if fmt != "json_schema":
+                system += SCHEMA_NOTE.format(schema=json.dumps(schema, separators=(",", ":")))
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": facts_block(payload)},
+                *history,
+            ]
+            kwargs: dict[str, Any] = {}
+            if fmt == "json_schema":
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": template, "schema": schema, "strict": True},
+                }
+            elif fmt == "json_object":
+                kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            t0 = time.perf_counter()
             try:
-                resp = self.client.chat.completions.create(
+                raw = self.client.chat.completions.with_raw_response.create(
                     model=self.config.llm_model,
                     messages=messages,
-                    response_format=response_format,
                     temperature=0,
+                    max_tokens=self.config.llm_max_tokens,
+                    **kwargs,
                 )
+                resp = raw.parse()
             except openai.APITimeoutError as exc:
+                self._record(template, t0, fmt, "timeout")
                 raise SkeditError(
                     f"{self._where()} did not answer within {self.config.llm_timeout:g} s "
                     f"({self.config.llm_max_retries} retries)",
                     hint="raise llm_timeout, check the server, or use --backend rules",
                 ) from exc
             except openai.APIStatusError as exc:
+                self._record(template, t0, fmt, f"http {exc.status_code}")
+                refused = exc.status_code in (400, 422) or "response_format" in str(exc.message)
+                if refused and self._format + 1 < len(FORMATS):
+                    self._format += 1  # this server does not take that form of structured output
+                    continue
                 raise SkeditError(
                     f"{self._where()} answered HTTP {exc.status_code}: "
                     f"{self._redact(str(exc.message))[:300]}",
                     hint="check --base-url, --llm-model and OPENAI_API_KEY",
                 ) from exc
             except openai.APIConnectionError as exc:
+                self._record(template, t0, fmt, "unreachable")
                 raise SkeditError(
                     f"cannot reach {self._where()}: {self._redact(str(exc))[:200]}",
                     hint="check --base-url and that the server is running",
                 ) from exc
-            choice = resp.choices[0] if resp.choices else None
+            attempt += 1
+            choice = resp.choices[0] if getattr(resp, "choices", None) else None
             content = (choice.message.content or "") if choice else ""
             if choice is None:
                 problem = "the answer had no choices"
@@ -134,10 +220,14 @@ class OpenAIBackend:
                 problem = "the answer was cut off (finish_reason=length)"
             else:
                 try:
-                    return out.model_validate(json.loads(_FENCE.sub("", content)))
+                    got = out.model_validate(json.loads(_FENCE.sub("", content)))
                 except (json.JSONDecodeError, ValidationError) as exc:
                     problem = f"not valid JSON for the schema: {str(exc).splitlines()[0][:200]}"
-            messages += [
+                else:
+                    self._record(template, t0, fmt, "ok", resp, raw.headers.get("server"))
+                    return got
+            self._record(template, t0, fmt, "unusable", resp, raw.headers.get("server"), problem)
+            history = [
                 {"role": "assistant", "content": content[:2000]},
                 {
                     "role": "user",
@@ -146,10 +236,45 @@ class OpenAIBackend:
                 },
             ]
         raise SkeditError(
-            f"{self._where()} gave no usable answer after {1 + self.config.llm_reasks} tries: "
-            f"{problem}",
+            f"{self._where()} gave no usable answer after {tries} tries: {problem}",
             hint="try another --llm-model, or --backend rules",
         )
+
+    def _record(
+        self,
+        template: str,
+        t0: float,
+        fmt: str,
+        outcome: str,
+        resp: Any = None,
+        server: str | None = None,
+        problem: str = "",
+    ) -> None:
+        """One line per LLM call in ``llm_calls.jsonl`` (model, server, latency, outcome)."""
+        usage = getattr(resp, "usage", None)
+        row = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "template": template,
+            "endpoint": self.endpoint,
+            "model": self.config.llm_model,
+            "served_model": getattr(resp, "model", None),
+            "server": server,
+            "format": fmt,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "prompt_tokens": getattr(usage, "prompt_tokens", None),
+            "completion_tokens": getattr(usage, "completion_tokens", None),
+            "outcome": outcome,
+        }
+        if problem:
+            row["problem"] = problem
+        self.calls.append(row)
+        self._append({"event": "call", **row})
+
+    def _append(self, row: dict[str, Any]) -> None:
+        if self.log_path is None:
+            return
+        with self._log_lock, open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def write(
         self,
@@ -173,19 +298,37 @@ class OpenAIBackend:
         return self.ask("writer", payload, WriterOut).text.strip()  # type: ignore[attr-defined]
 
     def questions(self, edits: list[Edit], *, n_rephrases: int) -> dict[str, Questions]:
+        """Rephrases and multi-hop questions the LLM writes, only the well-formed ones kept
+        (:func:`well_formed_rephrase`, :func:`well_formed_implication`); the counts go to the
+        call log (``event: questions``) and to :attr:`question_counts`."""
         if not edits:
             return {}
         payload = {"facts": [_fact(e) for e in edits], "n_rephrases": n_rephrases}
         got = self.ask("questioner", payload, QuestionerOut)
         wanted = {e.id: e for e in edits}
         out: dict[str, Questions] = {}
+        counts = self.question_counts
         for item in got.items:  # type: ignore[attr-defined]
             edit = wanted.get(item.id)
             if edit is None:
                 continue  # an id the LLM made up
-            rephrases = [r for r in item.rephrases if edit.subject.lower() in r.lower()]
-            port = [p.model_dump() for p in item.portability if p.prompt and p.answer]
+            counts["rephrases_written"] += len(item.rephrases)
+            counts["implications_written"] += len(item.portability)
+            rephrases: list[str] = []
+            for r in item.rephrases:
+                if well_formed_rephrase(r, edit) and r.strip() not in rephrases:
+                    rephrases.append(r.strip())
+            port = [
+                {"prompt": p.prompt.strip(), "answer": p.answer.strip()}
+                for p in item.portability
+                if well_formed_implication(p.prompt, p.answer, edit)
+            ]
+            counts["rephrases_kept"] += len(rephrases)
+            counts["implications_kept"] += len(port)
             out[item.id] = Questions(rephrases=rephrases[:n_rephrases], portability=port[:2])
+        counts["edits_asked"] += len(edits)
+        counts["edits_answered"] += len(out)
+        self._append({"event": "questions", **counts})
         return out
 
     def review_text(self, edits: list[Edit], text: str) -> list[str]:
@@ -193,3 +336,33 @@ class OpenAIBackend:
         got = self.ask("critic", payload, CriticOut)
         ids = {e.id for e in edits}
         return [f"{p.id}: {p.problem}" for p in got.problems if p.id in ids]  # type: ignore[attr-defined]
+
+
+class MixedBackend(OpenAIBackend):
+    """Rules write what rules do well, the LLM what needs language.
+
+    The prompt text (fact statements, relation tables) comes from the rules writer; the LLM
+    writes paraphrases for edits whose relation has no template and questions about what each
+    edit implies. The critic measures every prompt with the teacher, whatever wrote it.
+    """
+
+    name = "mixed"
+    replaces_rule_rephrases = False
+
+    def write(
+        self,
+        edits: list[Edit],
+        *,
+        sentence_form: set[str],
+        feedback: list[str],
+        statement_form: Collection[str] = (),
+    ) -> str:
+        return layout_text(
+            edits,
+            sentence_form=sentence_form,
+            statement_form=statement_form,
+            layout=self.config.layout,
+        )
+
+    def review_text(self, edits: list[Edit], text: str) -> list[str]:
+        return []

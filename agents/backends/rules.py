@@ -14,6 +14,8 @@ class RulesBackend:
     questioner's templates."""
 
     name = "rules"
+    asks_all = False
+    replaces_rule_rephrases = False
 
     def __init__(self, layout: str = "statements") -> None:
         self.layout = layout

@@ -277,16 +277,26 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
     ctx = runtime.context
     edits = edits_of(state)
     filled = generated_probes(edits, ctx.config)
-    lacking = [e for e in filled.values() if not e.rephrases]
-    for eid, q in ctx.backend.questions(
-        lacking, n_rephrases=ctx.config.generated_rephrases
-    ).items():
+    backend = ctx.backend
+    given_rephrases = {e.id for e in edits if e.rephrases}
+    ask = [
+        e
+        for e in filled.values()
+        if e.id not in given_rephrases and (backend.asks_all or not e.rephrases)
+    ]
+    for eid, q in backend.questions(ask, n_rephrases=ctx.config.generated_rephrases).items():
         e = filled[eid]
-        port = list(e.portability) or [
-            Probe(prompt=p["prompt"], answers=[p["answer"]], kind="portability", edit_id=eid)
-            for p in q.portability
-        ]
-        filled[eid] = e.model_copy(update={"rephrases": q.rephrases, "portability": port})
+        rephrases = e.rephrases
+        if q.rephrases and (backend.replaces_rule_rephrases or not rephrases):
+            rephrases = q.rephrases
+        given = [p for p in e.portability if p.answers]  # the dataset's own win
+        port = list(e.portability)
+        if not given:
+            port += [
+                Probe(prompt=p["prompt"], answers=[p["answer"]], kind="portability", edit_id=eid)
+                for p in q.portability
+            ]
+        filled[eid] = e.model_copy(update={"rephrases": rephrases, "portability": port})
     given = {e.id: bool(e.locality) for e in edits}
     edits = [filled[e.id] for e in edits]
     probes = [p for e in edits for p in e.probes()]

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -104,8 +105,11 @@ def build_edits(model_path: str, facts: Path, n: int, work: Path, seed: int) -> 
     }
 
 
-def _skedit_run(model_path: str, recipe: str, work: Path, seed: int) -> dict:
-    """Step 3: the whole ``skedit run`` (agents to evaluation) with auto-approval."""
+def skedit_run(
+    model_path: str, recipe: str, work: Path, seed: int, agents: dict | None = None
+) -> dict:
+    """Step 3: the whole ``skedit run`` (agents to evaluation) with auto-approval; ``agents``:
+    settings of the agent stage to change from the recipe's (e.g. the backend)."""
     from skedit.pipelines.run.config import load_config
     from skedit.pipelines.run.orchestrate import run_pipeline
     from skedit.pipelines.run.recipes import recipe_path
@@ -113,6 +117,8 @@ def _skedit_run(model_path: str, recipe: str, work: Path, seed: int) -> dict:
     config = load_config(recipe_path(recipe))
     config.model = model_path
     config.seed = seed
+    if agents:
+        config.sections["agents"] = dataclasses.replace(config.section("agents"), **agents)
     t0 = time.perf_counter()
     outcome = run_pipeline(
         work / "run", edits_path=work / "edits.json", config=config, auto_approve=True
@@ -129,7 +135,7 @@ def _skedit_run(model_path: str, recipe: str, work: Path, seed: int) -> dict:
     }
 
 
-def _evaluate(run_dir: Path, methods: list[str], heldout: Path, editors: dict, seed: int):
+def evaluate_methods(run_dir: Path, methods: list[str], heldout: Path, editors: dict, seed: int):
     """Step 4: each method measured alone on the held-out probes (seconds, peak memory)."""
     from skedit.pipelines.eval.harness import evaluate_run
     from skedit.pipelines.eval.heldout import heldout_probes
@@ -260,9 +266,10 @@ def checks(rows: list[dict]) -> dict:
     return out
 
 
-def splice_readme(readme: Path, model: str, text: str) -> None:
-    """Replace the table between ``<!-- bench-real:MODEL -->`` and its closing marker."""
-    start, end = f"<!-- bench-real:{model} -->", f"<!-- /bench-real:{model} -->"
+def splice_readme(readme: Path, marker: str, text: str) -> None:
+    """Replace the text between ``<!-- MARKER -->`` and ``<!-- /MARKER -->`` (MARKER:
+    ``bench-real:MODEL``, ...)."""
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     body = readme.read_text(encoding="utf-8")
     if start not in body or end not in body:
         raise SkeditError(
@@ -312,8 +319,8 @@ def run(args: argparse.Namespace) -> int:
         f"{data['edits']} counterfactual edits in {work / 'edits.json'}",
         flush=True,
     )
-    skedit = _skedit_run(model_path, recipe, work, args.seed) if "skedit" in methods else None
-    metrics, cost, kept = _evaluate(
+    skedit = skedit_run(model_path, recipe, work, args.seed) if "skedit" in methods else None
+    metrics, cost, kept = evaluate_methods(
         work / "run", methods, work / "heldout.json", skedit["editors"] if skedit else {}, args.seed
     )
     rows = table_rows(metrics, cost, data["edits"], skedit["seconds"] if skedit else 0.0)
@@ -350,5 +357,5 @@ def run(args: argparse.Namespace) -> int:
             f"paraphrase and {sum(v for k, v in kept['kept'].items() if k not in ('edit', 'rephrase'))}"
             " neighbourhood probes kept):\n\n" + table
         )
-        splice_readme(Path(args.readme), Path(args.model).name, text)
+        splice_readme(Path(args.readme), f"bench-real:{Path(args.model).name}", text)
     return 0

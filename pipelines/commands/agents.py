@@ -12,7 +12,7 @@ from skedit.prompts.errors import SkeditError
 
 # flags that map one-to-one onto AgentsConfig fields
 _FLAGS = {
-    "backend": ("--backend", {"choices": ["rules", "openai"]}),
+    "backend": ("--backend", {"choices": ["rules", "openai", "mixed"]}),
     "llm_model": ("--llm-model", {"metavar": "NAME"}),
     "base_url": ("--base-url", {"metavar": "URL"}),
     "shard_tokens": ("--shard-tokens", {"type": int, "metavar": "N"}),

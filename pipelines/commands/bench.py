@@ -40,6 +40,11 @@ def benches() -> dict[str, tuple[str, str, str]]:
             "skedit and every baseline on a real model, on facts it knows (held out)",
             f"{__name__}:real_arguments",
         ),
+        "backends": (
+            "skedit.pipelines.bench.backends",
+            "rules vs an LLM vs mixed writing the prompts and probes, end to end on a real model",
+            "skedit.pipelines.bench.backends:add_arguments",
+        ),
     }
 
 

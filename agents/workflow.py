@@ -114,12 +114,14 @@ def _got_past_analyst(run_dir: Path, config: AgentsConfig, thread_id: str) -> bo
         return bool((graph.get_state(_run_config(thread_id)).values or {}).get("shards"))
 
 
-def _run_config(thread_id: str) -> dict[str, Any]:
-    # shards run one at a time: the teacher is one model on one device
-    return {
-        "configurable": {"thread_id": thread_id},
-        "recursion_limit": 10_000,
-    }
+def _run_config(thread_id: str, config: AgentsConfig | None = None) -> dict[str, Any]:
+    # shards run as parallel tasks, the teacher one at a time (one model on one device); when an
+    # LLM writes and reads the prompts, two at a time: one asks the LLM while the other uses the
+    # teacher (a local server answers one request at a time; more would queue into timeouts)
+    out: dict[str, Any] = {"configurable": {"thread_id": thread_id}, "recursion_limit": 10_000}
+    if config is not None and config.backend == "openai":
+        out["max_concurrency"] = 2
+    return out
 
 
 def _log(run_dir: Path, line: str) -> None:
@@ -295,7 +297,7 @@ def run_agents(
     ctx = AgentsContext(config=config, model_path=str(model_path))
     if hasattr(ctx.backend, "log_path"):  # an LLM backend: one line per request
         ctx.backend.log_path = run_dir / F.LLM_CALLS
-    cfg = _run_config(thread_id)
+    cfg = _run_config(thread_id, config)
     with _compiled(run_dir, config) as graph:
         if config.checkpointer_password:
             print(
@@ -357,7 +359,7 @@ def submit_review(
     ctx = AgentsContext(config=config, model_path=str(model_path))
     if hasattr(ctx.backend, "log_path"):  # an LLM backend: one line per request
         ctx.backend.log_path = run_dir / F.LLM_CALLS
-    cfg = _run_config(thread_id)
+    cfg = _run_config(thread_id, config)
     with _compiled(run_dir, config) as graph:
         snap = graph.get_state(cfg)
         if not snap.interrupts:

@@ -2,12 +2,13 @@
 ``llama-cpp-python[server]`` (``pip install -e ".[server]"`` builds it from source).
 
 ``skedit model serve NAME`` runs one in the foreground; :class:`LlamaServer` starts one as a
-child process on a loopback port and stops it (tests, ``skedit bench agents``). The agents
+child process on a loopback port and stops it (tests, ``skedit bench backends``). The agents
 then talk to it as to any endpoint: ``--backend openai --base-url URL --llm-model NAME``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -16,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from skedit.prompts.errors import SkeditError
 # what `python -m llama_cpp.server` imports besides llama_cpp itself
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings")
 INSTALL_HINT = (
-    'pip install -e ".[server]" (builds llama.cpp from source: about 10 min on 2 cores, once), '
+    'pip install -e ".[server]" (builds llama.cpp from source: about 5 min on 2 cores, once), '
     "or point --base-url at a server you run (Ollama, vLLM, llama.cpp)"
 )
 
@@ -65,7 +65,7 @@ class LlamaServer:
         self.port = port or free_port(host)
         self.n_ctx = n_ctx
         self.threads = threads or max(1, os.cpu_count() or 1)
-        self.log = Path(log) if log else None
+        self.log = Path(log) if log else None  # None: the server writes to this terminal
         self.proc: subprocess.Popen | None = None
         self.startup_seconds = 0.0
 
@@ -94,6 +94,8 @@ class LlamaServer:
 
     def start(self, timeout: float = 180.0) -> str:
         """Start the server and wait until it lists its model; returns the base URL."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self.url  # already running
         missing = server_missing()
         if missing:
             raise SkeditError(
@@ -102,39 +104,52 @@ class LlamaServer:
             )
         if not self.gguf.is_file():
             raise SkeditError("no such GGUF model file", file=str(self.gguf))
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        if self.ready():
+            raise SkeditError(
+                f"a server already answers on {self.url}",
+                hint="stop it, or choose another --port",
+            )
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        if self.log:
-            out.close()  # the child keeps its own handle
-        while time.perf_counter() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise SkeditError(
-                    f"the llama.cpp server exited with code {self.proc.returncode} while "
-                    f"starting{self._tail()}",
-                    file=str(self.gguf),
-                    hint="check the GGUF file and the port; the server log is "
-                    f"{self.log or '(not kept: pass log=)'}",
-                )
-            if self.ready():
-                self.startup_seconds = round(time.perf_counter() - t0, 2)
-                return self.url
-            time.sleep(0.25)
-        self.stop()
-        raise SkeditError(
-            f"the llama.cpp server did not answer on {self.url} within {timeout:g} s{self._tail()}",
-            hint="a slow disk or a large model: raise the timeout",
-        )
+        out = open(self.log, "ab") if self.log else None  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            if out is not None:
+                out.close()  # the child has its own handle
+        try:  # its own session: a Ctrl-C here must stop it, or it keeps the port
+            while time.perf_counter() - t0 < timeout:
+                if self.proc.poll() is not None:
+                    raise SkeditError(
+                        f"the llama.cpp server exited with code {self.proc.returncode} while "
+                        f"starting{self._tail()}",
+                        file=str(self.gguf),
+                        hint="check the GGUF file and the port"
+                        + (f"; the server log is {self.log}" if self.log else ""),
+                    )
+                if self.ready():
+                    self.startup_seconds = round(time.perf_counter() - t0, 2)
+                    return self.url
+                time.sleep(0.25)
+            raise SkeditError(
+                f"the llama.cpp server did not answer on {self.url} within {timeout:g} s"
+                f"{self._tail()}",
+                hint="a slow disk or a large model: raise the timeout",
+            )
+        except BaseException:
+            self.stop()
+            raise
 
     def ready(self) -> bool:
+        """The server lists ``alias`` among its models (direct connection, no proxy)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with urllib.request.urlopen(f"{self.url}/models", timeout=2) as resp:
-                ids = [m.get("id") for m in json.load(resp).get("data", [])]
-        except (OSError, ValueError, urllib.error.URLError):
+            with opener.open(f"{self.url}/models", timeout=2) as resp:
+                data = json.load(resp).get("data", [])
+            return any(isinstance(m, dict) and m.get("id") == self.alias for m in data)
+        except Exception:  # not up yet, or not an OpenAI-compatible server
             return False
-        return self.alias in ids
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
@@ -144,7 +159,8 @@ class LlamaServer:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         except ProcessLookupError:
             pass

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$")
+QUESTION_BATCH = 4  # facts per questioner request: a small model's answer stays short
 # structured-output forms, best first: OpenAI/vLLM/llama.cpp; llama.cpp's older form; none
 FORMATS = ("json_schema", "json_object", "prompt")
 SCHEMA_NOTE = (
@@ -59,31 +60,59 @@ def _fact(e: Edit, sentence: bool = False) -> dict[str, Any]:
     }
 
 
+class UnusableAnswer(SkeditError):
+    """The LLM answered, but never with JSON that fits the schema (after the re-asks)."""
+
+
+def refuses_format(status: int, message: str) -> bool:
+    """A server saying it does not take this form of structured output (not any bad request:
+    a too-long prompt is HTTP 400 too)."""
+    low = message.lower()
+    return status in (400, 422, 500) and any(
+        w in low for w in ("response_format", "json_schema", "json_object", "schema")
+    )
+
+
+def too_long(message: str, code: str | None) -> bool:
+    """The server says the request does not fit its context (llama.cpp: HTTP 400 "Requested
+    tokens (5000) exceed context window of 4096", code ``context_length_exceeded``)."""
+    low = message.lower()
+    return code == "context_length_exceeded" or (
+        "context" in low and any(w in low for w in ("length", "window", "exceed"))
+    )
+
+
+def _names(text: str, answer: str) -> bool:
+    """``text`` contains ``answer`` as a whole word or phrase ("C++", "U.S." too)."""
+    return re.search(rf"(?<!\w){re.escape(answer.lower())}(?!\w)", text.lower()) is not None
+
+
 def well_formed_rephrase(text: str, edit: Edit) -> bool:
-    """A usable way to ask ``edit``: names its subject as given, does not give away either
+    """A usable way to ask ``edit``: names its subject (case aside), does not give away either
     answer, is not the prompt itself, and is one short line."""
     t = text.strip()
-    low = t.lower()
     answers = [a for a in (edit.target_new, edit.target_old) if a]
     return (
         0 < len(t.split()) <= 30
         and "\n" not in t
-        and edit.subject.lower() in low
+        and edit.subject.lower() in t.lower()
         and normalise(t) != normalise(edit.prompt)
-        and not any(re.search(rf"\b{re.escape(a.lower())}\b", low) for a in answers)
+        and not any(_names(t, a) for a in answers)
     )
 
 
 def well_formed_implication(prompt: str, answer: str, edit: Edit) -> bool:
     """A usable multi-hop question: names the subject, has a short answer it does not contain,
-    and is not the edit's own question."""
+    does not state the edit's target (then it is no hop), and is not the edit's own question."""
     p, a = prompt.strip(), answer.strip()
+    targets = [t for t in (edit.target_new, edit.target_old) if t]
     return (
         0 < len(p.split()) <= 30
         and 0 < len(a.split()) <= 6
         and "\n" not in p
         and edit.subject.lower() in p.lower()
-        and a.lower() not in p.lower()
+        and not _names(p, a)
+        and not any(_names(p, t) for t in targets)
         and normalise(p) != normalise(edit.prompt)
     )
 
@@ -106,6 +135,7 @@ class OpenAIBackend:
         self._client = client
         self._format = 0  # index into FORMATS: the structured-output form this server takes
         self.calls: list[dict[str, Any]] = []
+        self.fallbacks = 0  # answers that never fit the schema: the rules' text stood in
         self.log_path: Path | None = None  # set by the workflow: DIR/llm_calls.jsonl
         self._log_lock = threading.Lock()
         self.question_counts: dict[str, int] = dict.fromkeys(
@@ -160,7 +190,8 @@ class OpenAIBackend:
         tries = 1 + max(0, self.config.llm_reasks)
         attempt = 0
         while attempt < tries:
-            fmt = FORMATS[self._format]
+            level = self._format
+            fmt = FORMATS[level]
             system = load_template(template)
             if fmt != "json_schema":
                 system += SCHEMA_NOTE.format(schema=json.dumps(schema, separators=(",", ":")))
@@ -196,9 +227,17 @@ class OpenAIBackend:
                 ) from exc
             except openai.APIStatusError as exc:
                 self._record(template, t0, fmt, f"http {exc.status_code}")
-                refused = exc.status_code in (400, 422) or "response_format" in str(exc.message)
-                if refused and self._format + 1 < len(FORMATS):
-                    self._format += 1  # this server does not take that form of structured output
+                message = str(exc.message)
+                if too_long(message, getattr(exc, "code", None)):
+                    raise SkeditError(
+                        f"{self._where()}: the request is longer than the server's context "
+                        f"({self._redact(message)[:200]})",
+                        hint="start the server with a longer context (skedit model serve "
+                        "--n-ctx), or lower shard_tokens / max_facts",
+                    ) from exc
+                if refuses_format(exc.status_code, message) and level + 1 < len(FORMATS):
+                    with self._log_lock:  # shards ask at once: move on from *this* form only
+                        self._format = max(self._format, level + 1)
                     continue
                 raise SkeditError(
                     f"{self._where()} answered HTTP {exc.status_code}: "
@@ -211,11 +250,23 @@ class OpenAIBackend:
                     f"cannot reach {self._where()}: {self._redact(str(exc))[:200]}",
                     hint="check --base-url and that the server is running",
                 ) from exc
+            except (openai.APIError, ValueError) as exc:  # an answer that is not a completion
+                self._record(template, t0, fmt, "garbage")
+                raise SkeditError(
+                    f"{self._where()} answered something that is not a chat completion: "
+                    f"{self._redact(str(exc))[:200]}",
+                    hint="check that --base-url is an OpenAI-compatible /v1 endpoint",
+                ) from exc
             attempt += 1
-            choice = resp.choices[0] if getattr(resp, "choices", None) else None
-            content = (choice.message.content or "") if choice else ""
+            choices = getattr(resp, "choices", None)
+            choice = choices[0] if isinstance(choices, list) and choices else None
+            content = getattr(getattr(choice, "message", None), "content", None)
+            if not isinstance(content, str):
+                content = ""
             if choice is None:
                 problem = "the answer had no choices"
+            elif not content:
+                problem = "the answer had no message text"
             elif choice.finish_reason == "length":
                 problem = "the answer was cut off (finish_reason=length)"
             else:
@@ -235,7 +286,7 @@ class OpenAIBackend:
                     "the complete JSON object that matches the schema.",
                 },
             ]
-        raise SkeditError(
+        raise UnusableAnswer(
             f"{self._where()} gave no usable answer after {tries} tries: {problem}",
             hint="try another --llm-model, or --backend rules",
         )
@@ -295,19 +346,42 @@ class OpenAIBackend:
                 layout=self.config.layout,
             ),
         }
-        return self.ask("writer", payload, WriterOut).text.strip()  # type: ignore[attr-defined]
+        try:
+            text = self.ask("writer", payload, WriterOut).text.strip()  # type: ignore[attr-defined]
+        except UnusableAnswer as exc:
+            # the LLM cannot write this one: the offline layout stands in, and the critic
+            # measures it like any other prompt (the log says it happened)
+            self._append({"event": "fallback", "template": "writer", "problem": str(exc)})
+            with self._log_lock:
+                self.fallbacks += 1
+            return str(payload["draft"])
+        return text or str(payload["draft"])
 
     def questions(self, edits: list[Edit], *, n_rephrases: int) -> dict[str, Questions]:
-        """Rephrases and multi-hop questions the LLM writes, only the well-formed ones kept
-        (:func:`well_formed_rephrase`, :func:`well_formed_implication`); the counts go to the
-        call log (``event: questions``) and to :attr:`question_counts`."""
-        if not edits:
-            return {}
+        """Rephrases and multi-hop questions the LLM writes, ``QUESTION_BATCH`` facts per request,
+        only the well-formed ones kept (:func:`well_formed_rephrase`,
+        :func:`well_formed_implication`); the counts go to the call log (``event: questions``)
+        and to :attr:`question_counts`. A request that never gets a usable answer leaves its
+        edits to the rules (``event: fallback``)."""
+        out: dict[str, Questions] = {}
+        for i in range(0, len(edits), QUESTION_BATCH):
+            out |= self._questions(edits[i : i + QUESTION_BATCH], n_rephrases)
+        return out
+
+    def _questions(self, edits: list[Edit], n_rephrases: int) -> dict[str, Questions]:
         payload = {"facts": [_fact(e) for e in edits], "n_rephrases": n_rephrases}
-        got = self.ask("questioner", payload, QuestionerOut)
+        counts = self.question_counts
+        counts["edits_asked"] += len(edits)
+        try:
+            got = self.ask("questioner", payload, QuestionerOut)
+        except UnusableAnswer as exc:  # these edits keep what the rules wrote
+            self._append({"event": "fallback", "template": "questioner", "problem": str(exc)})
+            with self._log_lock:
+                self.fallbacks += 1
+            self._append({"event": "questions", **counts})
+            return {}
         wanted = {e.id: e for e in edits}
         out: dict[str, Questions] = {}
-        counts = self.question_counts
         for item in got.items:  # type: ignore[attr-defined]
             edit = wanted.get(item.id)
             if edit is None:
@@ -323,17 +397,23 @@ class OpenAIBackend:
                 for p in item.portability
                 if well_formed_implication(p.prompt, p.answer, edit)
             ]
+            rephrases, port = rephrases[:n_rephrases], port[:2]
             counts["rephrases_kept"] += len(rephrases)
             counts["implications_kept"] += len(port)
-            out[item.id] = Questions(rephrases=rephrases[:n_rephrases], portability=port[:2])
-        counts["edits_asked"] += len(edits)
+            out[item.id] = Questions(rephrases=rephrases, portability=port)
         counts["edits_answered"] += len(out)
         self._append({"event": "questions", **counts})
         return out
 
     def review_text(self, edits: list[Edit], text: str) -> list[str]:
         payload = {"facts": [_fact(e) for e in edits], "text": text}
-        got = self.ask("critic", payload, CriticOut)
+        try:
+            got = self.ask("critic", payload, CriticOut)
+        except UnusableAnswer as exc:  # its notes are advice; the teacher's measures decide
+            self._append({"event": "fallback", "template": "critic", "problem": str(exc)})
+            with self._log_lock:
+                self.fallbacks += 1
+            return []
         ids = {e.id for e in edits}
         return [f"{p.id}: {p.problem}" for p in got.problems if p.id in ids]  # type: ignore[attr-defined]
 

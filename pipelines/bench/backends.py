@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
+from skedit.prompts.runfiles import LLM_CALLS
 
 MODES = ("rules", "openai", "mixed")
+TEMPLATES = ("writer", "questioner", "critic")
 MARKER = "bench-backends"
 
 
@@ -42,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="use this running server instead of starting one")
     p.add_argument("--llm-model", help="model name at --base-url (default: --llm)")
     p.add_argument("--llm-timeout", type=float, default=120.0, help="seconds per LLM request")
+    p.add_argument("--llm-threads", type=int, default=0, help="server threads (0: half the cores)")
     p.add_argument("--out", default="bench_backends.json", help="JSON result file")
     p.add_argument("--work", help="folder for the edits and the runs (default: next to --out)")
     p.add_argument("--recipe", help="recipe (default: the model's, else its family's)")
@@ -71,10 +75,11 @@ def critic_summary(run_dir: Path) -> dict[str, float | int]:
 
 def llm_summary(run_dir: Path) -> dict:
     """LLM calls of the run (``llm_calls.jsonl``): count, outcomes, latency, probe counts."""
-    path = run_dir / "llm_calls.jsonl"
+    path = run_dir / LLM_CALLS
     rows = read_jsonl(path) if path.is_file() else []
     calls = [r for r in rows if r.get("event") == "call"]
     questions = [r for r in rows if r.get("event") == "questions"]
+    fallbacks = [r for r in rows if r.get("event") == "fallback"]
     secs = sorted(float(r["seconds"]) for r in calls)
     out: dict = {
         "calls": len(calls),
@@ -82,6 +87,8 @@ def llm_summary(run_dir: Path) -> dict:
         "seconds": round(sum(secs), 1),
         "median_seconds": secs[len(secs) // 2] if secs else None,
         "by_template": {},
+        # requests that never got a usable answer: the rules' text stood in
+        "fallbacks": {t: sum(1 for r in fallbacks if r["template"] == t) for t in TEMPLATES},
     }
     for r in calls:
         t = out["by_template"].setdefault(r["template"], {"calls": 0, "ok": 0})
@@ -124,23 +131,26 @@ def render_table(rows: list[dict]) -> str:
         return "–" if x["mean"] is None else f"{x['mean']:.2f} ({x['n']})"
 
     head = (
-        "| mode | probes/edit (rephrase, multi-hop, unrelated) | LLM calls (ok) | LLM probes "
-        "well-formed | critic pass | agents s/edit | run s/edit | edit | paraphrase | "
-        "neighbourhood |"
+        "| mode | probes/edit (rephrase, multi-hop, unrelated) | LLM calls (ok) | rules stood "
+        "in (writer, questioner, critic) | LLM probes well-formed | critic pass | agents s/edit "
+        "| run s/edit | edit | paraphrase | neighbourhood |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p, llm, c = r["probes_per_edit"], r["llm"], r["critic"]
         probes = (
             f"{p.get('rephrase', 0):.1f}, {p.get('portability', 0):.1f}, {p.get('locality', 0):.1f}"
         )
         calls = f"{llm['calls']} ({llm['ok']})" if llm["calls"] else "0"
+        fb = llm.get("fallbacks") or {}
+        stood_in = ", ".join(str(fb.get(t, 0)) for t in TEMPLATES) if llm["calls"] else "–"
         wf = llm.get("well_formed")
         q = llm.get("questions") or {}
         written = q.get("rephrases_written", 0) + q.get("implications_written", 0)
         well = "–" if wf is None else f"{wf:.2f} of {written}"
         lines.append(
-            f"| {r['mode']} | {probes} | {calls} | {well} | {c['passed']}/{c['prompts']} | "
+            f"| {r['mode']} | {probes} | {calls} | {stood_in} | {well} | "
+            f"{c['passed']}/{c['prompts']} | "
             f"{r['agents_seconds_per_edit']:.1f} | {r['seconds_per_edit']:.1f} | "
             f"{cell(r['edit'])} | {cell(r['paraphrase'])} | {cell(r['neighbourhood'])} |"
         )
@@ -152,6 +162,15 @@ def command_line(args: argparse.Namespace) -> str:
     parts += [f"--facts {args.facts}", f"--edits {args.edits}", f"--out {args.out}"]
     if args.modes != ",".join(MODES):
         parts.append(f"--modes {args.modes}")
+    for flag, value in (
+        ("--base-url", args.base_url),
+        ("--llm-model", args.llm_model),
+        ("--llm-threads", args.llm_threads),
+        ("--recipe", args.recipe),
+        ("--seed", args.seed),
+    ):
+        if value:
+            parts.append(f"{flag} {value}")
     return " ".join(parts)
 
 
@@ -189,7 +208,10 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         base_url, llm_model = args.base_url, args.llm_model or args.llm
         if needs_llm and not base_url:
-            server = serve_model(args.llm, log=work / "server.log")
+            # half the cores: it shares them with the teacher, and llama.cpp's threads spin-wait
+            # on each other when one of them is descheduled (0.5 token/s instead of 100)
+            threads = args.llm_threads or max(1, (os.cpu_count() or 2) // 2)
+            server = serve_model(args.llm, log=work / "server.log", threads=threads)
             stack.enter_context(server)
             base_url = server.url
             print(f"llama.cpp server: {args.llm} at {base_url} ({server.startup_seconds} s)")
@@ -197,10 +219,10 @@ def run(args: argparse.Namespace) -> int:
         for mode in modes:
             mode_dir = work / mode
             mode_dir.mkdir(exist_ok=True)
-            for name in ("edits.json", "heldout.json"):
-                target = mode_dir / name
-                if not target.exists():
-                    target.write_bytes((work / name).read_bytes())
+            for name in ("edits.json", "heldout.json"):  # this batch's, even in an old --work
+                target, data_bytes = mode_dir / name, (work / name).read_bytes()
+                if not target.exists() or target.read_bytes() != data_bytes:
+                    target.write_bytes(data_bytes)
             agents = {"backend": mode}
             if mode != "rules":
                 agents |= {

@@ -78,7 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         try:
-            server.proc.wait()  # type: ignore[union-attr]
+            code = server.proc.wait()  # type: ignore[union-attr]
         except KeyboardInterrupt:
             print("stopping", flush=True)
-    return 0 if server.proc is None or server.proc.returncode in (0, -15, None) else 1
+            return 0
+    print(f"skedit: the server exited by itself with code {code}", flush=True)
+    return 1

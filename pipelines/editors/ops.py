@@ -303,8 +303,10 @@ class TargetIndex:
 
 def edit_nll(logits: torch.Tensor, idx: TargetIndex, n_edits: int) -> torch.Tensor:
     """Target NLL per edit ``(n_edits,)``: mean over each row's target tokens, then mean over
-    the edit's rows (its prompt with each prefix). ``logits``: ``(rows, width, vocab)``."""
-    logp = torch.log_softmax(logits[idx.rows, idx.positions].float(), -1)
+    the edit's rows (its prompt with each prefix). ``logits``: ``(rows, width, vocab)``, or
+    ``(T, vocab)`` already at the target tokens (:func:`logits_only_at`)."""
+    picked = logits[idx.rows, idx.positions] if logits.dim() == 3 else logits
+    logp = torch.log_softmax(picked.float(), -1)
     tok_nll = -logp.gather(-1, idx.tokens[:, None]).squeeze(-1)
     dev = logits.device
     row_nll = torch.zeros(len(idx.row_len), device=dev).index_add(0, idx.row_of_token, tok_nll)
@@ -318,6 +320,25 @@ def kl_from_reference(ref_logp: torch.Tensor, logits: torch.Tensor) -> torch.Ten
     """``KL(reference ‖ current)`` per row, from the reference's log-probs and current logits."""
     cur = torch.log_softmax(logits.float(), -1)
     return (ref_logp.exp() * (ref_logp - cur)).sum(-1)
+
+
+@contextmanager
+def logits_only_at(model, rows: torch.Tensor, positions: torch.Tensor):
+    """Inside, the model's output head computes logits only at ``(rows[i], positions[i])``:
+    ``model(...).logits`` is ``(1, N, vocab)``. The value optimisation needs logits at the target
+    tokens and the KL rows only; the full ``(rows, width, vocab)`` tensor of 60 MEMIT edits (660
+    rows of ~30 tokens, SmolLM2's vocabulary of 49k) is 3.9 GB per forward in float32, more
+    with its gradient, and ran a 24 GB machine out of memory."""
+    head = model.get_output_embeddings()
+
+    def pick(_module, args):
+        return (args[0][rows, positions][None], *args[1:])
+
+    handle = head.register_forward_pre_hook(pick)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextmanager
@@ -353,9 +374,12 @@ def optimise_values(
     idx = TargetIndex.of(batch)
     kl_rows = batch.kl_rows.nonzero().flatten().tolist()
     kl_pos = torch.tensor([batch.target_pos[r][0] for r in kl_rows], device=rows.device)
-    with torch.no_grad():
-        logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
-        ref_logp = torch.log_softmax(logits[kl_rows, kl_pos].float(), -1)  # (n_kl, vocab)
+    n_tok = len(idx.rows)  # logits: the target tokens, then the KL rows
+    pick_rows = torch.cat([idx.rows, torch.tensor(kl_rows, dtype=torch.long, device=rows.device)])
+    pick_pos = torch.cat([idx.positions, kl_pos.long()])
+    with torch.no_grad(), logits_only_at(model, pick_rows, pick_pos):
+        flat = model(input_ids=batch.ids, attention_mask=batch.mask).logits[0]
+        ref_logp = torch.log_softmax(flat[n_tok:].float(), -1)  # (n_kl, vocab)
 
     def add_delta(_m, _a, out):
         h = _hidden(out)
@@ -365,21 +389,18 @@ def optimise_values(
 
     info = {"steps": 0, "nll": float("nan")}
     handle = module.register_forward_hook(add_delta)
-    with frozen(model):
+    with frozen(model), logits_only_at(model, pick_rows, pick_pos):
         try:
             for step in range(hp.steps):
                 opt.zero_grad()
-                logits = model(input_ids=batch.ids, attention_mask=batch.mask).logits
-                nll = edit_nll(logits, idx, n_edits)
+                flat = model(input_ids=batch.ids, attention_mask=batch.mask).logits[0]
+                nll = edit_nll(flat[:n_tok], idx, n_edits)
                 info = {"steps": step + 1, "nll": float(nll.detach().mean())}
                 if float(nll.detach().max()) < hp.loss_stop:
                     break
                 loss = nll.sum() + hp.weight_decay * ((delta.norm(dim=-1) / base_norm) ** 2).sum()
                 if kl_rows and hp.kl_factor:
-                    loss = (
-                        loss
-                        + hp.kl_factor * kl_from_reference(ref_logp, logits[kl_rows, kl_pos]).sum()
-                    )
+                    loss = loss + hp.kl_factor * kl_from_reference(ref_logp, flat[n_tok:]).sum()
                 loss.backward()
                 opt.step()
                 with torch.no_grad():  # keep each δ within clamp_norm · ‖original value‖

@@ -276,6 +276,7 @@ def _agents_stage(
 ) -> str:
     from skedit.agents.workflow import CHECKPOINTS, THREAD_FILE, run_agents
     from skedit.pipelines.data.datasets import load_edits
+    from skedit.prompts.runfiles import LLM_CALLS
 
     if fresh:  # other edits or settings than the saved thread's: start a new batch
         # (THREAD_FILE: the thread id in a database checkpointer; forgetting it starts anew)
@@ -284,6 +285,7 @@ def _agents_stage(
             run.path / THREAD_FILE,
             run.edits,
             run.probes,
+            run.path / LLM_CALLS,  # the calls of that batch, not of this one
         ]:
             old.unlink(missing_ok=True)
         shutil.rmtree(run.prompts.parent, ignore_errors=True)

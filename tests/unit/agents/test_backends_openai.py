@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from skedit.agents.backends.layout import layout_text
 from skedit.agents.backends.openai import OpenAIBackend
+from skedit.agents.backends.schema import WriterOut
 from skedit.agents.config import AgentsConfig
 from skedit.agents.context import AgentsContext
 from skedit.agents.graph import build_graph
@@ -71,6 +73,8 @@ def server():
                 kind, arg = "ok", [arg[1]]
             if kind == "500":
                 self._send(500, {"error": {"message": "boom", "type": "server_error"}})
+            elif kind == "raw":
+                self._send(200, arg[0])
             elif kind == "400":
                 self._send(400, {"error": {"message": arg[0], "type": "invalid_request_error"}})
             elif kind == "ok":
@@ -177,8 +181,36 @@ def test_truncated_answer_is_reasked_and_gives_up_after_the_bound(server, monkey
     script = server([("truncated", '{"text": "alice bo')])
     backend = _backend(server.url, monkeypatch, llm_reasks=2)
     with pytest.raises(SkeditError) as err:
-        backend.write(EDITS, sentence_form=set(), feedback=[])
+        backend.ask("writer", {"facts": []}, WriterOut)
     assert len(script.requests) == 3 and "cut off" in str(err.value) and KEY not in str(err.value)
+
+
+def test_a_writer_that_never_answers_usably_leaves_the_offline_draft_for_the_critic(
+    server, monkeypatch, tmp_path
+):
+    script = server([("ok", "I cannot do JSON, sorry.")])
+    backend = _backend(server.url, monkeypatch, llm_reasks=1)
+    backend.log_path = tmp_path / "llm_calls.jsonl"
+    text = backend.write(EDITS, sentence_form=set(), feedback=[])
+    assert text == layout_text(EDITS, sentence_form=set(), layout="statements")
+    assert len(script.requests) == 2 and backend.fallbacks == 1
+    rows = [json.loads(line) for line in backend.log_path.read_text().splitlines()]
+    assert rows[-1]["event"] == "fallback" and "no usable answer" in rows[-1]["problem"]
+
+
+def test_questions_go_four_facts_per_request(server, monkeypatch):
+    many = [
+        Edit(subject=f"s{i}", prompt=f"s{i} was born in", target_new="rome", relation="born")
+        for i in range(9)
+    ]
+    script = server([("ok", json.dumps({"items": []}))])
+    backend = _backend(server.url, monkeypatch)
+    backend.questions(many, n_rephrases=2)
+    sizes = [
+        len(json.loads(r["messages"][1]["content"][len("<facts>") : -len("</facts>")])["facts"])
+        for r in script.requests
+    ]
+    assert sizes == [4, 4, 1] and backend.question_counts["edits_asked"] == 9
 
 
 def test_questioner_keeps_only_rephrases_that_name_the_subject(server, monkeypatch):
@@ -389,3 +421,42 @@ def test_mixed_keeps_the_template_rephrases_and_the_llm_only_adds_implications(
     else:
         assert len(rephrases) > 1 and "where was alice born ?" not in rephrases
         assert len(script.requests) == 1  # the questioner only: rules wrote the prompt
+
+
+def test_a_too_long_prompt_is_not_mistaken_for_a_refused_format(server, monkeypatch):
+    """llama.cpp answers HTTP 400 for a prompt longer than its context: that must say so,
+    not walk through the structured-output forms."""
+    script = server([("400", "Requested tokens (5000) exceed context window of 4096")])
+    with pytest.raises(SkeditError) as err:
+        _backend(server.url, monkeypatch).write(EDITS, sentence_form=set(), feedback=[])
+    assert "longer than the server's context" in err.value.render() and "--n-ctx" in str(
+        err.value.render()
+    )
+    assert len(script.requests) == 1
+
+
+def test_an_answer_without_message_text_is_reasked(server, monkeypatch):
+    no_message = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "scripted",
+        "choices": [{"index": 0, "text": "completions style", "finish_reason": "stop"}],
+    }
+    script = server([("raw", no_message), ("ok", json.dumps({"text": "fine."}))])
+    assert _backend(server.url, monkeypatch).write(EDITS, sentence_form=set(), feedback=[]) == (
+        "fine."
+    )
+    assert "no message text" in script.requests[1]["messages"][-1]["content"]
+
+
+def test_a_rephrase_naming_an_answer_with_symbols_is_caught():
+    from skedit.agents.backends.openai import well_formed_implication, well_formed_rephrase
+
+    edit = Edit(subject="Bjarne", prompt="Bjarne's language is", target_new="C++", target_old="C")
+    assert not well_formed_rephrase("Bjarne is known for C++ as his", edit)
+    assert well_formed_rephrase("The language Bjarne wrote in is", edit)
+    us = Edit(subject="Ann", prompt="Ann lives in", target_new="US", target_old="UK")
+    # "US" is not in "usually"; a hop that states the target is no hop
+    assert well_formed_implication("Ann usually speaks the language of", "English", us)
+    assert not well_formed_implication("Ann lives in the US, whose capital is", "DC", us)

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import time
 from pathlib import Path
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
-from skedit.prompts.runfiles import LLM_CALLS
+from skedit.prompts.runfiles import LLM_CALLS, PROBES, PROMPTS
+from skedit.prompts.schema import DensePrompt, Probe
 
 MODES = ("rules", "openai", "mixed")
 TEMPLATES = ("writer", "questioner", "critic")
@@ -56,27 +58,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def probe_counts(run_dir: Path, n_edits: int) -> dict[str, float]:
     """Probes per edit the agent stage wrote, by kind."""
     counts: dict[str, int] = {}
-    for p in read_jsonl(run_dir / "probes.jsonl"):
-        counts[p["kind"]] = counts.get(p["kind"], 0) + 1
+    for p in read_jsonl(run_dir / PROBES, Probe):
+        counts[p.kind] = counts.get(p.kind, 0) + 1
     return {k: round(v / max(n_edits, 1), 2) for k, v in sorted(counts.items())}
 
 
 def critic_summary(run_dir: Path) -> dict[str, float | int]:
     """Prompts written, and the share the critic passed in their last round."""
-    prompts = read_jsonl(run_dir / "prompts" / "prompts.jsonl")
-    passed = sum(1 for p in prompts if p.get("critiques") and p["critiques"][-1]["passed"])
+    prompts = read_jsonl(run_dir / PROMPTS, DensePrompt)
+    passed = sum(1 for p in prompts if p.critiques and p.critiques[-1].passed)
     return {
         "prompts": len(prompts),
         "passed": passed,
         "pass_rate": round(passed / len(prompts), 3) if prompts else 0.0,
-        "rounds": max((len(p.get("critiques", [])) for p in prompts), default=0),
+        "rounds": max((len(p.critiques) for p in prompts), default=0),
     }
 
 
 def llm_summary(run_dir: Path) -> dict:
     """LLM calls of the run (``llm_calls.jsonl``): count, outcomes, latency, probe counts."""
     path = run_dir / LLM_CALLS
-    rows = read_jsonl(path) if path.is_file() else []
+    rows = (
+        [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+        if (path.is_file())
+        else []
+    )
     calls = [r for r in rows if r.get("event") == "call"]
     questions = [r for r in rows if r.get("event") == "questions"]
     fallbacks = [r for r in rows if r.get("event") == "fallback"]

@@ -68,14 +68,15 @@ def test_agents_run_with_the_openai_backend_against_the_real_server(server, tmp_
         ]
     )
     assert code == 0
-    prompts = [DensePrompt.model_validate(p) for p in read_jsonl(run / "prompts" / "prompts.jsonl")]
-    probes = [Probe.model_validate(p) for p in read_jsonl(run / "probes.jsonl")]
+    prompts = read_jsonl(run / "prompts" / "prompts.jsonl", DensePrompt)
+    probes = read_jsonl(run / "probes.jsonl", Probe)
     assert prompts and probes
     covered = {eid for p in prompts for eid in p.edit_ids}
     assert len(covered) == len(EDITS)
     # the critic measured every prompt with the teacher, whatever the LLM wrote
     assert all(p.critiques and p.critiques[-1].teacher_edit_accuracy is not None for p in prompts)
-    calls = [r for r in read_jsonl(run / "llm_calls.jsonl") if r.get("event") == "call"]
+    rows = [json.loads(x) for x in (run / "llm_calls.jsonl").read_text().splitlines()]
+    calls = [r for r in rows if r.get("event") == "call"]
     ok = [c for c in calls if c["outcome"] == "ok"]
     assert {c["template"] for c in ok} >= {"questioner", "writer"}
     assert all(c["server"] == "uvicorn" and c["served_model"] == "smollm2-135m" for c in ok)

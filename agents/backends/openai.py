@@ -382,6 +382,7 @@ class OpenAIBackend:
             return {}
         wanted = {e.id: e for e in edits}
         out: dict[str, Questions] = {}
+        rejected: list[dict[str, str]] = []
         for item in got.items:  # type: ignore[attr-defined]
             edit = wanted.get(item.id)
             if edit is None:
@@ -392,17 +393,24 @@ class OpenAIBackend:
             for r in item.rephrases:
                 if well_formed_rephrase(r, edit) and r.strip() not in rephrases:
                     rephrases.append(r.strip())
-            port = [
-                {"prompt": p.prompt.strip(), "answer": p.answer.strip()}
-                for p in item.portability
-                if well_formed_implication(p.prompt, p.answer, edit)
-            ]
+                elif len(rejected) < 8:
+                    rejected.append({"id": edit.id, "rephrase": r[:200]})
+            port = []
+            for p in item.portability:
+                if well_formed_implication(p.prompt, p.answer, edit):
+                    port.append({"prompt": p.prompt.strip(), "answer": p.answer.strip()})
+                elif len(rejected) < 8:
+                    rejected.append(
+                        {"id": edit.id, "implication": p.prompt[:200], "answer": p.answer[:50]}
+                    )
             rephrases, port = rephrases[:n_rephrases], port[:2]
             counts["rephrases_kept"] += len(rephrases)
             counts["implications_kept"] += len(port)
             out[item.id] = Questions(rephrases=rephrases, portability=port)
         counts["edits_answered"] += len(out)
-        self._append({"event": "questions", **counts})
+        made_up = [item.id for item in got.items if item.id not in wanted]  # type: ignore[attr-defined]
+        # cumulative counts, and what this request's answer had that was not kept (to read)
+        self._append({"event": "questions", **counts, "rejected": rejected, "unknown_ids": made_up})
         return out
 
     def review_text(self, edits: list[Edit], text: str) -> list[str]:

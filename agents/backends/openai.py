@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from skedit.agents.backends.base import Questions
 from skedit.agents.backends.layout import layout_text, statement
+from skedit.agents.backends.rules import RulesBackend
 from skedit.agents.backends.schema import SCHEMAS, CriticOut, QuestionerOut, WriterOut
 from skedit.prompts.answers import normalise
 from skedit.prompts.errors import SkeditError
@@ -437,20 +438,9 @@ class MixedBackend(OpenAIBackend):
     name = "mixed"
     replaces_rule_rephrases = False
 
-    def write(
-        self,
-        edits: list[Edit],
-        *,
-        sentence_form: set[str],
-        feedback: list[str],
-        statement_form: Collection[str] = (),
-    ) -> str:
-        return layout_text(
-            edits,
-            sentence_form=sentence_form,
-            statement_form=statement_form,
-            layout=self.config.layout,
-        )
+    def __init__(self, config: AgentsConfig, client: Any | None = None) -> None:
+        super().__init__(config, client)
+        self.layout = config.layout  # what the rules writer reads
 
-    def review_text(self, edits: list[Edit], text: str) -> list[str]:
-        return []
+    write = RulesBackend.write
+    review_text = RulesBackend.review_text

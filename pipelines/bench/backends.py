@@ -28,7 +28,6 @@ import os
 import time
 from pathlib import Path
 
-from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_write_json, read_jsonl
 from skedit.prompts.runfiles import LLM_CALLS, PROBES, PROMPTS
 from skedit.prompts.schema import DensePrompt, Probe
@@ -184,26 +183,15 @@ def run(args: argparse.Namespace) -> int:
     from skedit.pipelines.bench.real import (
         build_edits,
         evaluate_methods,
-        recipe_for,
+        names_in,
+        prepare,
         skedit_run,
         splice_readme,
     )
     from skedit.pipelines.serve import serve_model
-    from skedit.sft.modelops import check_model_path
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise SkeditError(
-            f"unknown mode(s): {', '.join(unknown)}",
-            field="--modes",
-            hint=f"choose from {', '.join(MODES)}",
-        )
-    out = Path(args.out)
-    work = Path(args.work) if args.work else out.with_name(out.stem + "_work")
-    work.mkdir(parents=True, exist_ok=True)
-    model_path = check_model_path(args.model)
-    recipe = recipe_for(args.model, model_path, args.recipe)
+    modes = names_in(args.modes, MODES, "--modes")
+    out, work, model_path, recipe = prepare(args)
     t0 = time.perf_counter()
     data = build_edits(model_path, Path(args.facts), args.edits, work, args.seed)
     print(

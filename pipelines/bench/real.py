@@ -105,6 +105,30 @@ def build_edits(model_path: str, facts: Path, n: int, work: Path, seed: int) -> 
     }
 
 
+def names_in(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    """The comma-separated names of ``text``, each one of ``allowed``."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in allowed]
+    if unknown:
+        raise SkeditError(
+            f"unknown name(s) for {flag}: {', '.join(unknown)}",
+            field=flag,
+            hint=f"choose from {', '.join(allowed)}",
+        )
+    return names
+
+
+def prepare(args: argparse.Namespace) -> tuple[Path, Path, str, str]:
+    """``(out, work, model_path, recipe)`` of a real-model benchmark; ``work`` is created."""
+    from skedit.sft.modelops import check_model_path
+
+    out = Path(args.out)
+    work = Path(args.work) if args.work else out.with_name(out.stem + "_work")
+    work.mkdir(parents=True, exist_ok=True)
+    model_path = check_model_path(args.model)
+    return out, work, model_path, recipe_for(args.model, model_path, args.recipe)
+
+
 def skedit_run(
     model_path: str, recipe: str, work: Path, seed: int, agents: dict | None = None
 ) -> dict:
@@ -295,23 +319,10 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from skedit.sft.modelops import check_model_path
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise SkeditError(
-            f"unknown method(s): {', '.join(unknown)}",
-            field="--methods",
-            hint=f"choose from {', '.join(METHODS)}",
-        )
-    out = Path(args.out)
-    work = Path(args.work) if args.work else out.with_name(out.stem + "_work")
-    work.mkdir(parents=True, exist_ok=True)
-    model_path = check_model_path(args.model)
-    recipe = recipe_for(args.model, model_path, args.recipe)
+    methods = names_in(args.methods, METHODS, "--methods")
+    out, work, model_path, recipe = prepare(args)
     t0 = time.perf_counter()
     data = build_edits(model_path, Path(args.facts), args.edits, work, args.seed)
     print(

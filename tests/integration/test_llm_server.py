@@ -32,7 +32,7 @@ def server(tmp_path_factory):
     if server_missing():
         pytest.skip(f"the llama.cpp server is not installed ({', '.join(server_missing())})")
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with serve_model("smollm2-135m", log=log) as srv:
+    with serve_model("smollm2-135m", log=log, threads=1) as srv:
         yield srv
 
 

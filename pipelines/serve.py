@@ -90,6 +90,8 @@ class LlamaServer:
             str(self.n_ctx),
             "--n_threads",
             str(self.threads),
+            "--verbose",
+            "False",  # llama.cpp's load log is 2000 lines; requests are still logged
         ]
 
     def start(self, timeout: float = 180.0) -> str:

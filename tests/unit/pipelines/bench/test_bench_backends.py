@@ -45,7 +45,10 @@ def test_a_mode_row_counts_probes_calls_fallbacks_and_the_critic(tmp_path):
         "methods": {
             "skedit": {
                 "edit_success": {"mean": 1.0, "n": 2},
-                "held_out": {"paraphrase": {"mean": 0.5, "n": 4}, "locality": {"mean": 0.75, "n": 4}},
+                "held_out": {
+                    "paraphrase": {"mean": 0.5, "n": 4},
+                    "locality": {"mean": 0.75, "n": 4},
+                },
             }
         }
     }

@@ -278,16 +278,17 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
     edits = edits_of(state)
     filled = generated_probes(edits, ctx.config)
     backend = ctx.backend
+    # a backend of one's own that predates these settings behaves like the rules'
+    asks_all = getattr(backend, "asks_all", False)
+    replaces = getattr(backend, "replaces_rule_rephrases", False)
     given_rephrases = {e.id for e in edits if e.rephrases}
     ask = [
-        e
-        for e in filled.values()
-        if e.id not in given_rephrases and (backend.asks_all or not e.rephrases)
+        e for e in filled.values() if e.id not in given_rephrases and (asks_all or not e.rephrases)
     ]
     for eid, q in backend.questions(ask, n_rephrases=ctx.config.generated_rephrases).items():
         e = filled[eid]
         rephrases = e.rephrases
-        if q.rephrases and (backend.replaces_rule_rephrases or not rephrases):
+        if q.rephrases and (replaces or not rephrases):
             rephrases = q.rephrases
         given = [p for p in e.portability if p.answers]  # the dataset's own win
         port = list(e.portability)

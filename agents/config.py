@@ -120,6 +120,14 @@ class AgentsConfig:
             "first those the model answers with the edit's old object"
         },
     )
+    near_miss_locality: int = field(
+        default=0,
+        metadata={
+            "help": "locality probes per edit: its question about look-alike names (a word of "
+            "its subject swapped for a word of another subject), which keep the base model's "
+            "answers; first those it answers with the edit's old object"
+        },
+    )
     general_locality: int = field(
         default=0,
         metadata={

@@ -123,6 +123,8 @@ def generated_probes(edits: list[Edit], config: AgentsConfig) -> dict[str, Edit]
             others = [o for o in edits[i + 1 :] + edits[:i] if o.subject.lower() in known]
             loc += _other_subject_locality(e, others, edited, asked, config)
             loc += _well_known_locality(e, edits, asked, config.relation_locality)
+            if e.subject.lower() in known:
+                loc += near_miss_locality(e, edits, asked, config.near_miss_locality)
             update["locality"] = loc
         if not e.locality and general.get(e.id):
             update["locality"] = [*update.get("locality", []), *general[e.id]]
@@ -195,8 +197,81 @@ def _well_known_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) ->
     return out
 
 
-def keep_well_known(probes: list[Probe], edits: list[Edit], n: int) -> set[str]:
-    """Ids of the well-known-subject candidates to leave out: per edit, ``n`` are kept, first
+_FUNCTION_WORDS = {"of", "the", "and", "de", "la", "le", "von", "van", "der", "du", "in", "on"}
+
+
+def near_miss_subjects(e: Edit, edits: list[Edit], limit: int) -> list[str]:
+    """Up to ``limit`` names that look like ``e``'s subject and are none of the batch's: a word
+    of the subject (all but the last, in a name of three or more) swapped for words of other
+    subjects, first of the batch's edits that
+    share ``e``'s relation and old object, then of the rest of the batch, then of the relation's
+    well-known subjects. ``Howard Glacier`` gives ``Johnson Glacier``; ``Farouk of Egypt``
+    gives ``Hyder of Egypt``. No name contains the subject or another edited subject."""
+    words = e.subject.split()
+    slots = [i for i, w in enumerate(words) if len(w) > 1 and w.lower() not in _FUNCTION_WORDS]
+    if not slots or limit <= 0:
+        return []
+    i = next((k for k, x in enumerate(edits) if x is e), 0)
+    others = [x for x in edits[i + 1 :] + edits[:i]]  # each edit starts at its own place
+    same_old = [x for x in others if x.relation == e.relation and x.target_old == e.target_old]
+    same_rel = [x for x in others if x.relation == e.relation and x not in same_old]
+    rest = [x for x in others if x.relation != e.relation]
+    donor_names = [x.subject for x in same_old + same_rel + rest]
+    donor_names += wikidata.WELL_KNOWN.get(e.relation or "", [])
+    own = {w.lower() for w in words}
+    donors: list[str] = []
+    for name in donor_names:
+        for w in name.split():
+            ok = len(w) > 1 and w[0].isupper() and w.lower() not in own | _FUNCTION_WORDS
+            if ok and w not in donors:
+                donors.append(w)
+    batch = [x.subject.lower() for x in edits]
+    # a name of one or two words gets one word swapped (either: "Ahmad Farouk" and "Hyder
+    # Khomeini" both look like "Ruhollah Khomeini"); a longer one keeps only its last word (the
+    # head noun of "Second Polish Republic": with one word swapped the model cannot tell the
+    # look-alike from the subject, and its anchor would fight the edit)
+    swaps = [[k] for k in slots] if len(slots) <= 2 else [slots[:-1]]
+    out: list[str] = []
+    for j in range(len(donors)):
+        for swap in swaps:
+            fill = {k: donors[(j + n) % len(donors)] for n, k in enumerate(swap)}
+            name = " ".join(fill.get(k, w) for k, w in enumerate(words))
+            low = name.lower()
+            fresh = low not in (o.lower() for o in out)
+            if fresh and not any(b in low or low in b for b in batch):
+                out.append(name)
+            if len(out) >= limit:
+                return out
+    return out
+    return out
+    return out
+
+
+def near_miss_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) -> list[Probe]:
+    """``e``'s own question (and its relation's first written form) about names that look like
+    its subject (:func:`near_miss_subjects`): candidates, of which :func:`keep_well_known`
+    keeps ``n`` per edit once the base model's answers are known. A small model ties an edit
+    to the look of a name: moving five Muslim scholars to Judaism moves every Arabic name, and
+    two glaciers every glacier. Anchoring the base model's answers for look-alike names keeps
+    the edit on its subject."""
+    own = template_of(e.prompt, e.subject)
+    if own is None or n <= 0:
+        return []
+    forms = [own, *(t for t in wikidata.CLOZE.get(e.relation or "", [])[:1] if t != own)]
+    out: list[Probe] = []
+    for name in near_miss_subjects(e, edits, 3 * n):
+        for t in forms:
+            prompt = t.replace("{}", name)
+            if normalise(prompt) not in asked:
+                out.append(_locality(prompt, e.id, "near_miss"))
+    return out
+
+
+def keep_well_known(
+    probes: list[Probe], edits: list[Edit], n: int, subkind: str = "well_known"
+) -> set[str]:
+    """Ids of the candidates of ``subkind`` (well-known subjects of the edit's relation, or
+    look-alike names: ``near_miss``) to leave out: per edit, ``n`` are kept, first
     those the base model answers with the edit's old object (``expected`` must be recorded),
     since an edit spreads to the subjects that share its old answer, then the others in order.
     Edits of one relation share the pool: each takes the subjects the earlier ones used least,
@@ -206,7 +281,7 @@ def keep_well_known(probes: list[Probe], edits: list[Edit], n: int) -> set[str]:
     by_id = {e.id: e for e in edits}
     by_edit: dict[str, list[Probe]] = {}
     for p in probes:
-        if p.kind == "locality" and p.subkind == "well_known":
+        if p.kind == "locality" and p.subkind == subkind:
             by_edit.setdefault(p.edit_id or "", []).append(p)
     used: dict[tuple[str, str], int] = {}  # (relation, subject) -> edits that kept it
 
@@ -215,6 +290,8 @@ def keep_well_known(probes: list[Probe], edits: list[Edit], n: int) -> set[str]:
         if own is None:
             return ("", p.prompt)
         head, tail = own.split("{}", 1)
+        if not (p.prompt.startswith(head) and p.prompt.endswith(tail)):
+            return (e.relation or "", p.prompt)  # another written form of the question
         return (e.relation or "", p.prompt[len(head) : len(p.prompt) - len(tail)])
 
     drop: set[str] = set()
@@ -326,6 +403,7 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
             "column avoids generating them"
         )
     drop = clash | changed | keep_well_known(probes, edits, ctx.config.relation_locality)
+    drop |= keep_well_known(probes, edits, ctx.config.near_miss_locality, "near_miss")
     probes = [p for p in probes if p.id not in drop]
     edits = [
         e.model_copy(update={"locality": [p for p in e.locality if p.id not in drop]})

@@ -129,6 +129,14 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, str, str]:
     return out, work, model_path, recipe_for(args.model, model_path, args.recipe)
 
 
+def recipe_editors(recipe: str) -> dict:
+    """The baselines' settings of a recipe (its ``ft-m:``, ``rome:``, ... sections)."""
+    from skedit.pipelines.run.config import load_config
+    from skedit.pipelines.run.recipes import recipe_path
+
+    return load_config(recipe_path(recipe)).editors
+
+
 def skedit_run(
     model_path: str, recipe: str, work: Path, seed: int, agents: dict | None = None
 ) -> dict:
@@ -217,13 +225,19 @@ def evaluate_methods(run_dir: Path, methods: list[str], heldout: Path, editors: 
 
 
 def _method_key(run_dir: Path, name: str, probes, hparams, seed: int) -> str:
-    """What one method's scores depend on: a saved result with the same key is reused."""
-    from skedit.pipelines.run.rundir import hash_inputs
+    """What one method's scores depend on: a saved result with the same key is reused. A
+    baseline's depends on the probes, its settings and which probes the run trained on (they are
+    reported apart), not on the rest of the transfer set: a new skedit recipe reuses them."""
+    from skedit.pipelines.run.rundir import RunDir, hash_inputs
+    from skedit.prompts.io import read_jsonl
+    from skedit.prompts.schema import TransferExample
 
-    files = [run_dir / "transfer.jsonl"]  # which probes count as trained on
-    if name == "skedit":
-        files.append(run_dir / "model" / "model.safetensors")
-    probe_keys = [(p.kind, p.edit_id, p.prompt, p.expected) for p in probes]
+    transfer = RunDir(run_dir).transfer
+    trained = (
+        {t.prompt for t in read_jsonl(transfer, TransferExample)} if transfer.exists() else set()
+    )
+    files = [run_dir / "model" / "model.safetensors"] if name == "skedit" else []
+    probe_keys = [(p.kind, p.edit_id, p.prompt, p.expected, p.prompt in trained) for p in probes]
     return hash_inputs(name, hparams, seed, probe_keys, files=files)
 
 
@@ -331,8 +345,10 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     skedit = skedit_run(model_path, recipe, work, args.seed) if "skedit" in methods else None
+    # the baselines' settings are the recipe's, whether or not skedit runs this time
+    editors = skedit["editors"] if skedit else recipe_editors(recipe)
     metrics, cost, kept = evaluate_methods(
-        work / "run", methods, work / "heldout.json", skedit["editors"] if skedit else {}, args.seed
+        work / "run", methods, work / "heldout.json", editors, args.seed
     )
     rows = table_rows(metrics, cost, data["edits"], skedit["seconds"] if skedit else 0.0)
     table = render_table(rows)

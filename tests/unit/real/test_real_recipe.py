@@ -87,6 +87,78 @@ def test_edits_of_one_relation_anchor_different_well_known_subjects():
     assert {p.edit_id for p in kept} == {e.id for e in edits}
 
 
+def test_look_alike_names_anchor_an_edit_to_its_own_subject():
+    from skedit.agents.nodes.questioner import keep_well_known, near_miss_subjects
+
+    # two glaciers moved off Antarctica: the look-alikes keep the head noun and borrow a name
+    # from the edit that shares the old object first; no look-alike is a subject of the batch
+    edits = [
+        _edit(
+            "Howard Glacier",
+            "Howard Glacier belongs to the continent of",
+            "Europe",
+            "Antarctica",
+            "P30",
+        ),
+        _edit(
+            "Johnson Glacier",
+            "Johnson Glacier belongs to the continent of",
+            "Europe",
+            "Antarctica",
+            "P30",
+        ),
+        _edit(
+            "Farouk of Egypt",
+            "Farouk of Egypt is affiliated with the religion of",
+            "Judaism",
+            "Islam",
+            "P140",
+        ),
+    ]
+    names = near_miss_subjects(edits[0], edits, 4)
+    # one word swapped, either one; Johnson Glacier is an edit (left out); the words come from
+    # the edit that shares the old object first
+    assert names == ["Howard Johnson", "Farouk Glacier", "Howard Farouk", "Egypt Glacier"]
+    assert not {n.lower() for n in names} & {e.subject.lower() for e in edits}
+    farouk = near_miss_subjects(edits[2], edits, 4)
+    assert farouk[:2] == ["Howard of Egypt", "Farouk of Howard"]  # "of" is never swapped
+    # a three-word subject keeps only its head noun: one swapped word would leave a name the
+    # model cannot tell from the subject ("Second Czech Republic" for "Second Polish Republic")
+    poland = _edit(
+        "Second Polish Republic",
+        "Second Polish Republic's capital city is",
+        "Paris",
+        "Warsaw",
+        "P36",
+    )
+    for n in near_miss_subjects(poland, [poland, *edits], 6):
+        first, second, last = n.split()
+        assert last == "Republic" and first != "Second" and second != "Polish"
+
+    cfg = AgentsConfig(near_miss_locality=2)
+    out = generated_probes(edits, cfg)
+    cands = [p for p in out[edits[0].id].locality if p.subkind == "near_miss"]
+    # each look-alike in the edit's words and in the relation's first written form
+    assert len(cands) == 3 * 2 * 2  # 3n look-alikes to choose from, in two forms
+    assert cands[0].prompt.endswith("belongs to the continent of")
+    assert cands[1].prompt == relations.CLOZE["P30"][0].replace("{}", names[0])
+    # once the base model has answered, 2 are kept per edit, those at risk first
+    for p in cands:
+        p.expected = "Antarctica." if "Farouk" in p.prompt else "Asia."
+    drop = keep_well_known(cands, edits, 2, "near_miss")
+    kept = [p for p in cands if p.id not in drop]
+    assert len(kept) == 2 and all("Farouk" in p.prompt for p in kept)
+    # the well-known pool is not touched by the near-miss choice, nor the other way round
+    assert keep_well_known(cands, edits, 2) == set()
+    assert AgentsConfig().near_miss_locality == 0  # off unless a recipe asks for it
+    assert not [
+        p
+        for e in generated_probes(edits, AgentsConfig()).values()
+        for p in e.locality
+        if p.subkind == "near_miss"
+    ]
+
+
 def test_general_anchors_never_name_a_subject_of_the_batch():
     subject = "Big Ben"  # a GENERAL prompt names it
     edits = [_edit(subject, "Big Ben is located in the city of", "Rome", "London", "P131")]

@@ -203,16 +203,15 @@ _FUNCTION_WORDS = {"of", "the", "and", "de", "la", "le", "von", "van", "der", "d
 def near_miss_subjects(e: Edit, edits: list[Edit], limit: int) -> list[str]:
     """Up to ``limit`` names that look like ``e``'s subject and are none of the batch's: a word
     of the subject (all but the last, in a name of three or more) swapped for words of other
-    subjects, first of the batch's edits that
-    share ``e``'s relation and old object, then of the rest of the batch, then of the relation's
-    well-known subjects. ``Howard Glacier`` gives ``Johnson Glacier``; ``Farouk of Egypt``
+    subjects, first of the batch's edits that share ``e``'s relation and old object, then of
+    the rest of the batch, then of the relation's well-known subjects. ``Howard Glacier`` gives ``Johnson Glacier``; ``Farouk of Egypt``
     gives ``Hyder of Egypt``. No name contains the subject or another edited subject."""
     words = e.subject.split()
     slots = [i for i, w in enumerate(words) if len(w) > 1 and w.lower() not in _FUNCTION_WORDS]
     if not slots or limit <= 0:
         return []
     i = next((k for k, x in enumerate(edits) if x is e), 0)
-    others = [x for x in edits[i + 1 :] + edits[:i]]  # each edit starts at its own place
+    others = edits[i + 1 :] + edits[:i]  # each edit starts at its own place
     same_old = [x for x in others if x.relation == e.relation and x.target_old == e.target_old]
     same_rel = [x for x in others if x.relation == e.relation and x not in same_old]
     rest = [x for x in others if x.relation != e.relation]
@@ -232,18 +231,17 @@ def near_miss_subjects(e: Edit, edits: list[Edit], limit: int) -> list[str]:
     # look-alike from the subject, and its anchor would fight the edit)
     swaps = [[k] for k in slots] if len(slots) <= 2 else [slots[:-1]]
     out: list[str] = []
+    seen: set[str] = set()
     for j in range(len(donors)):
         for swap in swaps:
             fill = {k: donors[(j + n) % len(donors)] for n, k in enumerate(swap)}
             name = " ".join(fill.get(k, w) for k, w in enumerate(words))
             low = name.lower()
-            fresh = low not in (o.lower() for o in out)
-            if fresh and not any(b in low or low in b for b in batch):
+            if low not in seen and not any(b in low or low in b for b in batch):
+                seen.add(low)
                 out.append(name)
             if len(out) >= limit:
                 return out
-    return out
-    return out
     return out
 
 

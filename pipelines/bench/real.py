@@ -172,7 +172,7 @@ def evaluate_methods(run_dir: Path, methods: list[str], heldout: Path, editors: 
     from skedit.pipelines.eval.harness import evaluate_run
     from skedit.pipelines.eval.heldout import heldout_probes
     from skedit.pipelines.eval.report import write_report
-    from skedit.pipelines.eval.runs import load_run
+    from skedit.pipelines.eval.runs import load_run, trained_prompts
     from skedit.pipelines.run.memory import PeakMemory, rss_mb
     from skedit.sft.modelops import load_model
 
@@ -183,8 +183,10 @@ def evaluate_methods(run_dir: Path, methods: list[str], heldout: Path, editors: 
     merged: dict = {"methods": {}, "rows": {}}
     cost: dict[str, dict] = {}
     done = run_dir.parent / "methods"  # one file per measured method: a rerun skips them
+    trained = trained_prompts(run_dir)  # read once, not once per method
+    model_file = run_dir / "model" / "model.safetensors"
     for name in methods:
-        key = _method_key(run_dir, name, kept.probes, editors.get(name), seed)
+        key = _method_key(name, kept.probes, editors.get(name), seed, trained, model_file)
         saved = done / f"{name}.json"
         if saved.is_file() and json.loads(saved.read_text("utf-8")).get("key") == key:
             res = json.loads(saved.read_text("utf-8"))
@@ -224,19 +226,14 @@ def evaluate_methods(run_dir: Path, methods: list[str], heldout: Path, editors: 
     return merged, cost, kept.summary()
 
 
-def _method_key(run_dir: Path, name: str, probes, hparams, seed: int) -> str:
+def _method_key(name: str, probes, hparams, seed: int, trained: set[str], model) -> str:
     """What one method's scores depend on: a saved result with the same key is reused. A
-    baseline's depends on the probes, its settings and which probes the run trained on (they are
-    reported apart), not on the rest of the transfer set: a new skedit recipe reuses them."""
-    from skedit.pipelines.run.rundir import RunDir, hash_inputs
-    from skedit.prompts.io import read_jsonl
-    from skedit.prompts.schema import TransferExample
+    baseline's depends on the probes, its settings and which probes the run trained on
+    (``trained``: they are reported apart), not on the rest of the transfer set: a new skedit
+    recipe reuses them. skedit's also depends on its trained ``model`` file."""
+    from skedit.pipelines.run.rundir import hash_inputs
 
-    transfer = RunDir(run_dir).transfer
-    trained = (
-        {t.prompt for t in read_jsonl(transfer, TransferExample)} if transfer.exists() else set()
-    )
-    files = [run_dir / "model" / "model.safetensors"] if name == "skedit" else []
+    files = [model] if name == "skedit" else []
     probe_keys = [(p.kind, p.edit_id, p.prompt, p.expected, p.prompt in trained) for p in probes]
     return hash_inputs(name, hparams, seed, probe_keys, files=files)
 

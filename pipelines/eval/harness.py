@@ -19,13 +19,17 @@ from tqdm.auto import tqdm
 from skedit.pipelines.eval.fluency import generation_fluency, heldout_perplexity
 from skedit.pipelines.eval.hooks import EvalHook, HookFactory
 from skedit.pipelines.eval.reference import cached_reference
-from skedit.pipelines.eval.runs import RunData, heldout_texts, load_run, training_for
+from skedit.pipelines.eval.runs import (
+    RunData,
+    heldout_texts,
+    load_run,
+    trained_prompts,
+    training_for,
+)
 from skedit.pipelines.eval.scoring import METRIC_OF_KIND, aggregate, evaluate_model
-from skedit.pipelines.run.rundir import RunDir
 from skedit.prompts import APPROVED
 from skedit.prompts.errors import SkeditError
-from skedit.prompts.io import read_jsonl
-from skedit.prompts.schema import Probe, TransferExample
+from skedit.prompts.schema import Probe
 
 PROTOCOL = {
     "decoding": "greedy, no sampling; the answer is the generation up to the first newline or "
@@ -182,12 +186,7 @@ def _open(data: RunData, heldout, hook_for, *, seed: int, progress: bool) -> _Se
         tokenizer=tok,
         progress=progress,
     )
-    transfer_path = RunDir(data.run_dir).transfer
-    trained = (
-        {t.prompt for t in read_jsonl(transfer_path, TransferExample)}
-        if transfer_path.exists()
-        else set()
-    )
+    trained = trained_prompts(data.run_dir)
     return _Session(
         data,
         base_model,

@@ -118,3 +118,13 @@ def training_for(data: RunData, student: str) -> dict:
     if suffix in ("sft", "kd"):
         training["method"] = suffix
     return training
+
+
+def trained_prompts(run_dir: str | os.PathLike) -> set[str]:
+    """The prompts of a run's transfer set (``DIR/transfer.jsonl``): what the student trained
+    on; empty before the teacher stage wrote it."""
+    from skedit.prompts.io import read_jsonl
+    from skedit.prompts.schema import TransferExample
+
+    transfer = RunDir(run_dir).transfer
+    return {t.prompt for t in read_jsonl(transfer, TransferExample)} if transfer.exists() else set()

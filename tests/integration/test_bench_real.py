@@ -121,17 +121,23 @@ def test_bench_real_writes_the_table_for_skedit_and_the_baselines(bpe_lm_dir, tm
     # a new skedit recipe (another transfer set) keeps the baselines' saved scores, unless a
     # held-out probe is now trained on (it is then scored apart)
     from skedit.pipelines.bench.real import _method_key
+    from skedit.pipelines.eval.runs import trained_prompts
     from skedit.prompts.schema import Probe
 
     run_dir = Path(result["run_dir"])
     asked = ["The held-out neighbour lives in", "The other held-out neighbour lives in"]
     probes = [Probe(prompt=q, kind="locality", expected="Paris") for q in asked]
-    before = _method_key(run_dir, "base", probes, {"lr": 1}, 0)
+    model = run_dir / "model" / "model.safetensors"
+
+    def key() -> str:
+        return _method_key("base", probes, {"lr": 1}, 0, trained_prompts(run_dir), model)
+
+    before = key()
     transfer = run_dir / "transfer.jsonl"
     row = json.loads(transfer.read_text().splitlines()[0])
     with transfer.open("a") as f:
         f.write(json.dumps({**row, "prompt": "an anchor no method is scored on"}) + "\n")
-    assert _method_key(run_dir, "base", probes, {"lr": 1}, 0) == before
+    assert key() == before
     with transfer.open("a") as f:
         f.write(json.dumps({**row, "prompt": probes[0].prompt}) + "\n")
-    assert _method_key(run_dir, "base", probes, {"lr": 1}, 0) != before
+    assert key() != before

@@ -150,5 +150,6 @@ class TransferExample(_Model):
     kind: ProbeKind
     edit_id: str | None = None
     weight: float = 1.0
+    subject: str | None = None  # the edit's subject, where the prompt names it
     teacher_topk: list[list[tuple[int, float]]] | None = None  # per completion token: (id, logp)
     known: bool = False

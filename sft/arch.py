@@ -205,6 +205,11 @@ def mlp_out(model: nn.Module, layer: int) -> nn.Module:
     return _get(model, mlp_out_name(model, layer))
 
 
+def mlp(model: nn.Module, layer: int) -> nn.Module:
+    """The whole MLP of ``layer`` (the parent of its output projection)."""
+    return _get(model, mlp_out_name(model, layer).rsplit(".", 1)[0])
+
+
 def mlp_in(model: nn.Module, layer: int) -> list[nn.Module]:
     """The MLP input projection(s) of ``layer``."""
     return [_get(model, f"{blocks_path(model)}.{layer}.{m}") for m in architecture(model).mlp_in]

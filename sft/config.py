@@ -92,6 +92,13 @@ class TrainConfig:
         "(the rest of its distribution scaled down), so the student is taught the answer with a "
         "margin its greedy decoding keeps; 1.0 = the known answer alone.",
     )
+    subject_gate: bool = _f(
+        False,
+        "kd: an edit's rows train the MLPs only through the tokens of its subject (elsewhere "
+        "their outputs pass no gradient), so the change is keyed to the subject, as ROME and "
+        "MEMIT key theirs, not to the question every subject of the relation shares; anchors "
+        "and rows without a subject train through every token.",
+    )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
@@ -161,6 +168,12 @@ class TrainConfig:
                 "teacher is distilled from its own distributions at every step",
                 field="known_targets",
                 hint="use kd_teacher 'topk' (with topk > 0) or method 'sft' with known_targets",
+            )
+        if self.subject_gate and self.method != "kd":
+            raise SkeditError(
+                "subject_gate shapes the distillation loss's gradient (method kd)",
+                field="subject_gate",
+                hint="use method 'kd', or subject_gate false",
             )
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")

@@ -73,13 +73,34 @@ def topk_kd_loss(
     return per_token.sum() / mask.sum().clamp(min=1)
 
 
-def encode_example(tokenizer, ex: TransferExample, *, topk: int = 0) -> dict[str, list[Any]]:
+def subject_tokens(tokenizer, prompt: str, subject: str | None) -> list[int] | None:
+    """0/1 per id of :func:`encode_input` ``(prompt)``: 1 where the token covers part of the
+    first mention of ``subject``. None when the subject is not named or the tokenizer gives no
+    character offsets (a slow tokenizer): the row is then not gated."""
+    if not subject or not getattr(tokenizer, "is_fast", False):
+        return None
+    start = prompt.lower().find(subject.lower())
+    if start < 0:
+        return None
+    end = start + len(subject)
+    enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    head = len(encode_input(tokenizer, prompt)) - len(enc["input_ids"])  # BOS, if any
+    gate = [0] * head + [int(a < end and b > start) for a, b in enc["offset_mapping"]]
+    return gate if any(gate) else None
+
+
+def encode_example(
+    tokenizer, ex: TransferExample, *, topk: int = 0, gate: bool = False
+) -> dict[str, list[Any]]:
     """Ids of one transfer row: the student's prompt, the teacher's (prefix apart), the completion.
 
     ``topk > 0`` adds the row's stored teacher top-k, cut to its ``topk`` best (``topk_ids``,
     ``topk_logp``: one list per completion token), for distilling without running the teacher.
     Rows stored with a larger k (an earlier batch's) are cut the same way, which keeps the loss
-    exact: the entries are sorted best first.
+    exact: the entries are sorted best first. ``gate`` adds where the MLPs may learn
+    (``training.subject_gate``): ``gate_prompt`` (0/1 per prompt id) and ``gate_completion``
+    (0/1 for every completion position): a row of an edit whose prompt names its subject
+    learns only through the subject's tokens, any other row through all of them.
     """
     prefix = teacher_prefix(ex) or None
     out: dict[str, list[Any]] = {
@@ -87,6 +108,10 @@ def encode_example(tokenizer, ex: TransferExample, *, topk: int = 0) -> dict[str
         "teacher_prompt_ids": encode_input(tokenizer, ex.prompt, prefix),
         "completion_ids": encode_target(tokenizer, ex.prompt, ex.completion),
     }
+    if gate:
+        keyed = subject_tokens(tokenizer, ex.prompt, ex.subject) if ex.kind != "locality" else None
+        out["gate_prompt"] = keyed or [1] * len(out["prompt_ids"])
+        out["gate_completion"] = [0 if keyed else 1]
     if topk > 0:
         steps = ex.teacher_topk or []
         n = len(out["completion_ids"])
@@ -130,6 +155,10 @@ class KDCollator:
         labels = torch.full_like(student["input_ids"], -100)
         labels[:, sp.shape[1] :] = comp.masked_fill(cm == 0, -100)
         batch = {**student, "labels": labels, "completion_ids": comp, "completion_mask": cm}
+        if "gate_prompt" in features[0]:
+            gp, _ = batching.pad([f["gate_prompt"] for f in features], 0, left=True)
+            gc = torch.tensor([f["gate_completion"] for f in features], dtype=torch.long)
+            batch["gate_mask"] = torch.cat([gp, cm * gc], dim=1).bool()
         if "topk_ids" in features[0]:  # the stored teacher: no teacher inputs needed
             width, k = comp.shape[1], len(features[0]["topk_ids"][0])
             ids = torch.zeros((len(features), width, k), dtype=torch.long)
@@ -141,6 +170,31 @@ class KDCollator:
             return {**batch, "topk_ids": ids, "topk_logp": logp}
         teacher = join_completion(tp, tpm, comp, cm)
         return {**batch, **{f"teacher_{k}": v for k, v in teacher.items()}}
+
+
+class SubjectGate:
+    """Forward hooks on MLP modules: where ``mask`` (B, T) is False the module's output passes
+    no gradient (its value is unchanged), so the weights learn only from the positions the mask
+    keeps. Inactive while ``mask`` is None and under ``torch.no_grad``."""
+
+    def __init__(self, modules) -> None:
+        self.mask: torch.Tensor | None = None
+        self.handles = [m.register_forward_hook(self._hook) for m in modules]
+
+    def _hook(self, module, args, output):
+        if self.mask is None or not torch.is_grad_enabled():
+            return None
+        out = output[0] if isinstance(output, tuple) else output
+        if out.shape[:2] != self.mask.shape:
+            return None  # not the student's batch (a teacher's longer input)
+        keep = self.mask.to(out.device)[..., None]
+        gated = torch.where(keep, out, out.detach())
+        return (gated, *output[1:]) if isinstance(output, tuple) else gated
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
 
 
 class KDTrainer(SFTTrainer):
@@ -163,9 +217,11 @@ class KDTrainer(SFTTrainer):
         temperature: float = 1.0,
         kl_weight: float = 1.0,
         ce_weight: float = 0.0,
+        gate: SubjectGate | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.gate = gate
         self.teacher_model = teacher_model
         if teacher_model is not None:
             teacher_model.to(self.args.device)
@@ -196,13 +252,19 @@ class KDTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         comp, cmask = inputs["completion_ids"], inputs["completion_mask"]
         keep = comp.shape[1] + 1
-        out = model(
-            input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            position_ids=inputs["position_ids"],
-            logits_to_keep=keep,
-            use_cache=False,
-        )
+        if self.gate is not None:
+            self.gate.mask = inputs.get("gate_mask")
+        try:
+            out = model(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                position_ids=inputs["position_ids"],
+                logits_to_keep=keep,
+                use_cache=False,
+            )
+        finally:
+            if self.gate is not None:
+                self.gate.mask = None
         s_logits = out.logits[:, :-1]  # (B, C, V): predictions of the completion tokens
         if "topk_ids" in inputs:
             kl = topk_kd_loss(s_logits, inputs["topk_ids"], inputs["topk_logp"], cmask)

@@ -24,7 +24,7 @@ import torch
 from skedit.prompts.io import atomic_write_json
 from skedit.prompts.schema import TransferExample
 from skedit.sft.config import TrainConfig
-from skedit.sft.kd import KDCollator, KDTrainer, encode_example
+from skedit.sft.kd import KDCollator, KDTrainer, SubjectGate, encode_example
 from skedit.sft.replay import (  # noqa: F401 (re-exported: callers name them from here)
     CARRIED_ROWS,
     _other_vocabulary,
@@ -55,14 +55,23 @@ def repeats(ex: TransferExample) -> int:
     return max(1, round(ex.weight))
 
 
-def build_dataset(tokenizer, examples: Sequence[TransferExample], method: str, *, topk: int = 0):
+def build_dataset(
+    tokenizer,
+    examples: Sequence[TransferExample],
+    method: str,
+    *,
+    topk: int = 0,
+    gate: bool = False,
+):
     """A pre-tokenised ``datasets.Dataset`` (rows repeated by weight) for the chosen method;
-    ``topk > 0``: kd rows carry the teacher's stored top-k instead of the teacher's input."""
+    ``topk > 0``: kd rows carry the teacher's stored top-k instead of the teacher's input;
+    ``gate``: kd rows carry where the MLPs learn (``training.subject_gate``)."""
     from datasets import Dataset
 
     rows = []
+    kd = method == "kd"
     for ex in examples:
-        enc = encode_example(tokenizer, ex, topk=topk if method == "kd" else 0)
+        enc = encode_example(tokenizer, ex, topk=topk if kd else 0, gate=gate and kd)
         if not enc["completion_ids"]:
             continue
         if method == "sft":
@@ -70,6 +79,15 @@ def build_dataset(tokenizer, examples: Sequence[TransferExample], method: str, *
             enc = {"input_ids": p + c, "labels": [-100] * len(p) + c}
         rows += [enc] * repeats(ex)
     return Dataset.from_list(rows)
+
+
+def gated_mlps(model, config: TrainConfig) -> list:
+    """The MLP modules ``training.subject_gate`` hooks: those of the trained layers (every
+    layer unless ``layers`` names some)."""
+    from skedit.sft import arch
+
+    layers = config.layers or range(arch.num_layers(model))
+    return [arch.mlp(model, i) for i in layers]
 
 
 def unpatch(model) -> None:
@@ -108,6 +126,8 @@ def build_trainer(
         # a frozen copy BEFORE the trainer patches forward; with LoRA the teacher is the same
         # model with its adapters disabled
         teacher = copy.deepcopy(model)
+    # hooked before peft wraps the model: the MLP modules stay the same objects inside it
+    gate = SubjectGate(gated_mlps(model, config)) if config.subject_gate else None
     model = apply_scope(model, config)
     args = config.to_sft_config(out_dir)
     # data-parallel ranks split the global micro-batch: every optimizer step sees the same
@@ -115,7 +135,13 @@ def build_trainer(
     from skedit.sft.launch import per_device_batch, world_size
 
     args.per_device_train_batch_size = per_device_batch(config.batch_size, world_size())
-    dataset = build_dataset(tokenizer, examples, config.method, topk=config.topk if stored else 0)
+    dataset = build_dataset(
+        tokenizer,
+        examples,
+        config.method,
+        topk=config.topk if stored else 0,
+        gate=config.subject_gate,
+    )
     if len(dataset) == 0:
         from skedit.prompts.errors import SkeditError
 
@@ -141,6 +167,7 @@ def build_trainer(
         temperature=config.kd_temperature,
         kl_weight=config.kl_weight,
         ce_weight=config.ce_weight,
+        gate=gate,
     )
     return _quiet_progress(trainer), model
 
@@ -157,6 +184,12 @@ def last_checkpoint(out_dir: str | os.PathLike) -> str | None:
         if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").is_file()
     ]
     return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
+
+
+def ungate(trainer) -> None:
+    """Take ``training.subject_gate``'s hooks off the trained model."""
+    if getattr(trainer, "gate", None) is not None:
+        trainer.gate.remove()
 
 
 def _finish(model):
@@ -182,6 +215,7 @@ def train_in_memory(
         trainer, model = build_trainer(model, tokenizer, examples, cfg, tmp, teacher=teacher)
         model.train()
         trainer.train()
+        ungate(trainer)
     return _finish(model)
 
 
@@ -260,6 +294,7 @@ def train_student(
     start = time.perf_counter()
     model.train()
     trainer.train(resume_from_checkpoint=resume_from)
+    ungate(trainer)
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
     steps = int(trainer.state.global_step)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -73,12 +73,15 @@ def build_transfer_set(
     *,
     config: TrainConfig | None = None,
     base_model=None,
+    subjects: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> list[TransferExample]:
     """Answer every probe of the approved prompts' edits with the teacher (``model``).
 
     ``base_model`` answers locality probes that carry no recorded ``expected`` (default: the
-    teacher, without any context). Rows whose answer is empty are dropped.
+    teacher, without any context). Rows whose answer is empty are dropped. ``subjects`` (edit
+    id -> subject) marks the rows whose prompt names their edit's subject
+    (``TransferExample.subject``, read by ``training.subject_gate``).
     """
     config = config or TrainConfig()
     taught, anchors = _transfer_probes(prompts, probes)
@@ -112,6 +115,7 @@ def build_transfer_set(
                     kind=pr.kind,
                     edit_id=pr.edit_id,
                     known=known,
+                    subject=_named_subject(pr, subjects),
                 )
             )
 
@@ -149,6 +153,12 @@ def build_transfer_set(
             known_prob=config.known_prob,
         )
     return rows
+
+
+def _named_subject(probe: Probe, subjects: Mapping[str, str] | None) -> str | None:
+    """The subject of ``probe``'s edit, where the probe's prompt names it."""
+    subject = (subjects or {}).get(probe.edit_id or "")
+    return subject if subject and subject.lower() in probe.prompt.lower() else None
 
 
 def _has_known_answer(probe: Probe) -> bool:
@@ -237,11 +247,17 @@ def known_mixture(
 
 
 def inputs_fingerprint(
-    prompts: Sequence[DensePrompt], probes: Sequence[Probe], config: TrainConfig, teacher: str
+    prompts: Sequence[DensePrompt],
+    probes: Sequence[Probe],
+    config: TrainConfig,
+    teacher: str,
+    subjects: Mapping[str, str] | None = None,
 ) -> str:
     """A hash of everything the transfer set depends on: reuse it only when this is unchanged."""
     blob = json.dumps(
         {
+            # only where given: fingerprints made without subjects stay as they were
+            **({"subjects": sorted(subjects.items())} if subjects else {}),
             "prompts": [(p.id, p.text, sorted(p.edit_ids)) for p in approved(prompts)],
             "probes": sorted((p.id, p.prompt, p.kind, p.edit_id, p.expected) for p in probes),
             "teacher": teacher,

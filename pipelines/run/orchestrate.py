@@ -21,6 +21,7 @@ from skedit.pipelines.run.config import RunConfig, dump_config, load_config, par
 from skedit.pipelines.run.memory import PeakMemory
 from skedit.pipelines.run.rundir import STAGES, RunDir, hash_inputs
 from skedit.pipelines.run.stages import (
+    edit_subjects,
     read_stage_inputs,
     teacher_key,
     teacher_stage,
@@ -232,7 +233,10 @@ def _distil_and_evaluate(
     teacher_path = config.teacher or model_path
     train_cfg = config.section("training")
     prompts, probes = read_stage_inputs(run)
-    teacher_hash = hash_inputs(model_path, teacher_key(prompts, probes, train_cfg, teacher_path))
+    subjects = edit_subjects(run)
+    teacher_hash = hash_inputs(
+        model_path, teacher_key(prompts, probes, train_cfg, teacher_path, subjects)
+    )
     stages.stage(
         "teacher",
         teacher_hash,

@@ -32,12 +32,26 @@ class TeacherResult:
 
 
 def teacher_key(
-    prompts: Sequence[DensePrompt], probes: Sequence[Probe], config: TrainConfig, teacher: str
+    prompts: Sequence[DensePrompt],
+    probes: Sequence[Probe],
+    config: TrainConfig,
+    teacher: str,
+    subjects: dict[str, str] | None = None,
 ) -> str:
     """What the transfer set depends on (the one cache key of the teacher stage)."""
     from skedit.sft.transfer import inputs_fingerprint
 
-    return inputs_fingerprint(prompts, probes, config, teacher)
+    return inputs_fingerprint(prompts, probes, config, teacher, subjects)
+
+
+def edit_subjects(run: RunDir) -> dict[str, str]:
+    """Edit id -> subject, from the run's ``edits.jsonl`` (empty when it has none)."""
+    from skedit.prompts.io import read_jsonl
+    from skedit.prompts.schema import Edit
+
+    if not run.edits.is_file():
+        return {}
+    return {e.id: e.subject for e in read_jsonl(run.edits, Edit) if e.subject}
 
 
 def locality_base(model_path: str) -> str:
@@ -67,14 +81,17 @@ def teacher_stage(
         write_transfer_set,
     )
 
-    key = teacher_key(prompts, probes, config, teacher_path)
+    subjects = edit_subjects(run)
+    key = teacher_key(prompts, probes, config, teacher_path, subjects)
     if reuse and run.transfer.is_file() and cached_fingerprint(run.path) == key:
         return TeacherResult(read_transfer_set(run.path), 0.0, True)
     start = time.perf_counter()
     teacher, tok = load_model(teacher_path)
     base_path = locality_base(model_path)
     base = teacher if base_path == teacher_path else load_model(base_path)[0]
-    rows = build_transfer_set(teacher, tok, prompts, probes, config=config, base_model=base)
+    rows = build_transfer_set(
+        teacher, tok, prompts, probes, config=config, base_model=base, subjects=subjects
+    )
     write_transfer_set(run.path, rows, key)
     return TeacherResult(rows, time.perf_counter() - start, False)
 

@@ -154,9 +154,12 @@ def test_transfer_set_can_carry_the_teachers_top_k(tiny):
         prompts,
         probes,
         config=TrainConfig(topk=3, teacher_max_new_tokens=2),
+        subjects={"e1": "Alice"},
         progress=False,
     )
     assert [r.kind for r in rows] == ["edit", "locality"]
+    # the edit's row names its subject (training.subject_gate keys on it); the anchor's does not
+    assert [r.subject for r in rows] == ["Alice", None]
     for r in rows:
         n = len(encode_example(tok, r)["completion_ids"])
         assert len(r.teacher_topk) == n

@@ -68,6 +68,11 @@ class TrainConfig:
         "Locality (unrelated) probes are repeated this many times in "
         "training (rounded, at least 1): they are what protects locality.",
     )
+    edit_weight: float = _f(
+        1.0,
+        "An edit prompt's own rows are repeated this many times in training (rounded, at least "
+        "1): the one row per edit that asks the requested rewrite, among ~35 rows per edit.",
+    )
     topk: int = _f(
         0,
         "Store the teacher's top-k log-probs per completion token in "

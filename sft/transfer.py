@@ -116,6 +116,7 @@ def build_transfer_set(
                     edit_id=pr.edit_id,
                     known=known,
                     subject=_named_subject(pr, subjects),
+                    weight=config.edit_weight if pr.kind == "edit" else 1.0,
                 )
             )
 
@@ -264,6 +265,8 @@ def inputs_fingerprint(
             "topk": config.topk,
             "max_new_tokens": config.teacher_max_new_tokens,
             "locality_weight": config.locality_weight,
+            # only where set: fingerprints made before it stay as they were
+            **({"edit_weight": config.edit_weight} if config.edit_weight != 1.0 else {}),
             "known_targets": config.known_targets,
             "known_prob": config.known_prob if config.known_targets else None,
         },

@@ -245,8 +245,9 @@ def plan(prompts, probes, config: TrainConfig, model_path: str) -> dict[str, Any
     )
     from skedit.sft.train import carried_rows, with_replay
 
-    rows = sum(n for k, n in kinds.items() if k != "locality")
+    rows = sum(n for k, n in kinds.items() if k not in ("locality", "edit"))
     rows += kinds.get("locality", 0) * max(1, round(config.locality_weight))
+    rows += kinds.get("edit", 0) * max(1, round(config.edit_weight))
     earlier = carried_rows(model_path)
     replayed = len(with_replay([], earlier, config.replay, config.seed))
     rows += replayed

@@ -221,6 +221,42 @@ def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
     assert kl.item() == pytest.approx(ce.item(), rel=1e-4)
 
 
+def test_edit_weight_repeats_the_edit_prompts_rows_only(tiny):
+    from skedit.sft.modelops import encode_input
+    from skedit.sft.train import build_dataset
+    from skedit.sft.transfer import build_transfer_set, inputs_fingerprint
+
+    model, tok = tiny
+    probes = [
+        Probe(prompt="alice was born in", answers=["rome"], kind="edit", edit_id="e1"),
+        Probe(prompt="where was alice born ?", answers=["rome"], kind="rephrase", edit_id="e1"),
+        Probe(prompt="bob lives in", kind="locality", edit_id="e1", expected="london"),
+    ]
+    prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
+
+    def rows_of(weight: float):
+        cfg = TrainConfig(
+            method="kd",
+            topk=4,
+            kd_teacher="topk",
+            known_targets=True,
+            teacher_max_new_tokens=2,
+            edit_weight=weight,
+        )
+        rows = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
+        data = build_dataset(tok, rows, "kd", topk=4)
+        prompt_ids = [tuple(r["prompt_ids"]) for r in data]
+        by_kind = {r.kind: prompt_ids.count(tuple(encode_input(tok, r.prompt))) for r in rows}
+        fp = inputs_fingerprint(prompts, probes, cfg, "teacher")
+        return by_kind, fp
+
+    once, fp1 = rows_of(1.0)
+    thrice, fp3 = rows_of(3.0)
+    assert once == {"edit": 1, "rephrase": 1, "locality": 1}
+    assert thrice == {"edit": 3, "rephrase": 1, "locality": 1}
+    assert fp1 != fp3  # a changed weight rebuilds the transfer set, not reuses it
+
+
 def test_known_targets_with_a_live_teacher_is_refused():
     with pytest.raises(SkeditError, match="known_targets"):
         TrainConfig(method="kd", kd_teacher="live", known_targets=True)

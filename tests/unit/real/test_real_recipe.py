@@ -174,17 +174,22 @@ def tiny(tiny_lm_dir):
     return load_model(tiny_lm_dir)
 
 
-def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
-    from skedit.sft.kd import encode_example, topk_kd_loss
-    from skedit.sft.transfer import build_transfer_set
-
-    model, tok = tiny
+def _one_edit_batch() -> tuple[list[Probe], list[DensePrompt]]:
+    """One approved prompt for edit e1 with an edit probe, a rephrase and an anchor."""
     probes = [
         Probe(prompt="alice was born in", answers=["rome"], kind="edit", edit_id="e1"),
         Probe(prompt="where was alice born ?", answers=["rome"], kind="rephrase", edit_id="e1"),
         Probe(prompt="bob lives in", kind="locality", edit_id="e1", expected="london"),
     ]
-    prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
+    return probes, [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
+
+
+def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
+    from skedit.sft.kd import encode_example, topk_kd_loss
+    from skedit.sft.transfer import build_transfer_set
+
+    model, tok = tiny
+    probes, prompts = _one_edit_batch()
 
     def build(known: bool):
         cfg = TrainConfig(
@@ -227,12 +232,7 @@ def test_edit_weight_repeats_the_edit_prompts_rows_only(tiny):
     from skedit.sft.transfer import build_transfer_set, inputs_fingerprint
 
     model, tok = tiny
-    probes = [
-        Probe(prompt="alice was born in", answers=["rome"], kind="edit", edit_id="e1"),
-        Probe(prompt="where was alice born ?", answers=["rome"], kind="rephrase", edit_id="e1"),
-        Probe(prompt="bob lives in", kind="locality", edit_id="e1", expected="london"),
-    ]
-    prompts = [DensePrompt(edit_ids=["e1"], text="alice born rome .", status="approved")]
+    probes, prompts = _one_edit_batch()
 
     def rows_of(weight: float):
         cfg = TrainConfig(

@@ -205,6 +205,21 @@ def mlp_out(model: nn.Module, layer: int) -> nn.Module:
     return _get(model, mlp_out_name(model, layer))
 
 
+# the norm some families put on the MLP's output before it joins the residual stream (Gemma 2
+# and 3, OLMo 2): ``h + norm(mlp(x))``; Llama, GPT-2 and most others add ``mlp(x)`` itself
+_POST_MLP_NORMS = ("post_feedforward_layernorm",)
+
+
+def mlp_post_norm(model: nn.Module, layer: int) -> nn.Module | None:
+    """The normalisation between ``layer``'s MLP output and the residual stream, or None."""
+    blk = block(model, layer)
+    for name in _POST_MLP_NORMS:
+        norm = getattr(blk, name, None)
+        if isinstance(norm, nn.Module):
+            return norm
+    return None
+
+
 def mlp(model: nn.Module, layer: int) -> nn.Module:
     """The whole MLP of ``layer`` (the parent of its output projection)."""
     return _get(model, mlp_out_name(model, layer).rsplit(".", 1)[0])

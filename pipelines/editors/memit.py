@@ -89,8 +89,31 @@ def _spread(model, batch, layers, z, n, solve) -> None:
         keys = subject_keys(model, batch, layer, n).double()  # (n, m)
         cur = subject_outputs(model, batch, last, n).double()  # (n, d)
         resid = (z.double() - cur) / (len(layers) - j)  # this layer's share
+        resid = _as_mlp_output(model, batch, layer, resid, n)
         delta = solve(layer, keys.T, resid.T)  # (d, m)
         arch.add_to_weight(model, layer, delta)
+
+
+def _as_mlp_output(model, batch, layer: int, resid: torch.Tensor, n: int) -> torch.Tensor:
+    """The change of ``layer``'s MLP output that moves the residual stream by ``resid``.
+
+    MEMIT's update writes into the MLP output projection, whose output is the residual change
+    where the block adds it as it is (Llama, GPT-2). Gemma 2/3 normalise it first,
+    ``h + g * y / rms(y)``: written as it is, a residual-sized change is a large share of a
+    small ``y``, and after the norm it replaces the MLP's output for every input (60 edits on
+    Gemma-3-270M left no edit and no neighbour right). Linearised at the edits' own ``y``:
+    ``Δy = rms(y) * Δh / g`` (ridge where a gain is near zero).
+    """
+    norm = arch.mlp_post_norm(model, layer)
+    if norm is None:
+        return resid
+    y = subject_outputs(model, batch, arch.mlp_out(model, layer), n).double()  # (n, d)
+    rms = y.pow(2).mean(-1, keepdim=True).sqrt()
+    with torch.no_grad():  # an RMS norm of ones is its gain
+        probe = torch.ones(1, resid.shape[-1], dtype=norm.weight.dtype, device=norm.weight.device)
+        gain = norm(probe).double().reshape(-1).to(resid.device)
+    ridge = 1e-2 * gain.pow(2).mean()
+    return resid * rms * gain / (gain.pow(2) + ridge)
 
 
 def _run(model, tokenizer, edits, hp, solve_for, name):

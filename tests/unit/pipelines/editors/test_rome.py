@@ -69,6 +69,36 @@ def gpt2(tiny_lm_dir):
     return GPT2LMHeadModel(cfg).eval(), tok
 
 
+@pytest.fixture(scope="module")
+def gemma3(tiny_lm_dir):
+    """A 3-layer Gemma 3: it normalises each MLP's output before the residual stream (a
+    post-feedforward norm), with gains away from 1 as a trained model's are."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    _, tok = load_model(tiny_lm_dir, device="cpu")
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        sliding_window=64,
+        layer_types=["full_attention"] * 3,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = Gemma3ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for layer in range(3):
+            arch.mlp_post_norm(model, layer).weight.normal_(0.0, 0.5)
+    return model, tok
+
+
 def _answer(model, tok, prompt):
     return generate(model, tok, [prompt], max_new_tokens=1)[0].strip()
 
@@ -133,6 +163,22 @@ def test_memit_on_llama_gives_both_targets(llama, tmp_path):
     apply_memit(model, tok, [EDIT, EDIT2], _hp(tmp_path, layers=[0], mom2_weight=10.0))
     assert _changed(model, before) == {"model.layers.0.mlp.down_proj.weight"}
     assert [_answer(model, tok, e.prompt) for e in (EDIT, EDIT2)] == ["rome", "italy"]
+
+
+def test_memit_through_gemmas_mlp_output_norm_edits_and_keeps_the_rest(gemma3, tmp_path):
+    model, tok = copy.deepcopy(gemma3)
+    kept = {p: _answer(model, tok, p) for p in CORPUS}
+    apply_memit(model, tok, [EDIT, EDIT2], _hp(tmp_path, layers=[0, 1], mom2_weight=10.0))
+    assert [_answer(model, tok, e.prompt) for e in (EDIT, EDIT2)] == ["rome", "italy"]
+    # written as a residual change, the update replaced the normalised MLP output of every
+    # input: 3 of these 5 answers became "italy", "rome" or "is"
+    assert {p: _answer(model, tok, p) for p in CORPUS} == kept
+
+
+def test_mlp_post_norm_is_found_only_where_the_family_has_one(gemma3, llama, gpt2):
+    assert arch.mlp_post_norm(gemma3[0], 1) is not None
+    assert arch.mlp_post_norm(llama[0], 0) is None
+    assert arch.mlp_post_norm(gpt2[0], 0) is None
 
 
 def _corpus_keys(model, tok, layer):

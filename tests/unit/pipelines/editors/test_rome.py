@@ -49,6 +49,10 @@ def llama(tiny_lm_dir):
     return load_model(tiny_lm_dir, device="cpu")
 
 
+def _special_ids(tok) -> dict[str, int]:
+    return {f"{k}_token_id": getattr(tok, f"{k}_token_id") for k in ("bos", "eos", "pad")}
+
+
 @pytest.fixture(scope="module")
 def gpt2(tiny_lm_dir):
     """A 3-layer GPT-2 (Conv1D weights) with the tiny word-level tokenizer, built locally."""
@@ -62,9 +66,7 @@ def gpt2(tiny_lm_dir):
         n_embd=32,
         n_layer=3,
         n_head=4,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+        **_special_ids(tok),
     )
     return GPT2LMHeadModel(cfg).eval(), tok
 
@@ -88,9 +90,7 @@ def gemma3(tiny_lm_dir):
         max_position_embeddings=128,
         sliding_window=64,
         layer_types=["full_attention"] * 3,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+        **_special_ids(tok),
     )
     model = Gemma3ForCausalLM(cfg).eval()
     with torch.no_grad():

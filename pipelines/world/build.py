@@ -247,6 +247,7 @@ def _build_into(
         "vocab_size": len(tok),
         "threads": threads,
         "precision": log[-1].get("precision", "fp32") if log else "fp32",
+        "compiled": bool(log and log[-1].get("compiled")),
         "steps_per_second": round(spec.steps / train_seconds, 2),
         "cpu": _cpu_name(),
         "config_hash": config_hash(config),

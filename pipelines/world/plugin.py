@@ -36,6 +36,11 @@ BENCHES = {
         "ROME, MEMIT and AlphaEdit on world edits, with a sequential curve",
         f"{_COMMANDS}.bench:rome_arguments",
     ),
+    "world-step": (
+        f"{_BENCHES}.step",
+        "the world model's training step: plain, fused AdamW, torch.compile (steps/s)",
+        f"{_COMMANDS}.bench:step_arguments",
+    ),
 }
 
 # plain `skedit bench`: wall time and peak memory per stage on the world

@@ -141,3 +141,18 @@ def rome_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hparams", default=None, help='JSON: {"rome": {"layer": 1}, ...}')
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+
+
+def step_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=40, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=5, help="untimed first steps (the compile)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--size", default="small", choices=["tiny", "small"])
+    p.add_argument("--seed", type=int, default=0, help="the world whose batches are timed")
+    p.add_argument(
+        "--variants",
+        default="plain,fused,compiled,fused+compiled",
+        help="comma list of plain, fused, compiled, fused+compiled (plain is always run: the "
+        "ratios' baseline)",
+    )
+    p.add_argument("--out", default="bench_world_step.json", help="JSON result file")

@@ -43,10 +43,21 @@ def test_the_sft_bench_default_names_every_variant():
     assert SFT_VARIANTS.split(",") == list(VARIANTS)
 
 
+def test_the_world_step_bench_default_times_every_variant():
+    import argparse
+
+    from skedit.pipelines.world.benches.step import VARIANTS
+    from skedit.pipelines.world.commands.bench import step_arguments
+
+    p = argparse.ArgumentParser()
+    step_arguments(p)
+    assert p.parse_args([]).variants.split(",") == list(VARIANTS)
+
+
 def test_the_world_is_a_plugin_of_the_general_commands():
     assert [p.__name__ for p in plugins.plugins()] == ["skedit.pipelines.world.plugin"]
     assert {"world", "demo"} <= {n for n, _, _ in plugins.commands()}
-    assert set(plugins.benches()) == {"agents", "sft", "eval", "rome"}
+    assert set(plugins.benches()) == {"agents", "sft", "eval", "rome", "world-step"}
 
 
 def test_no_module_outside_world_imports_the_world():

@@ -12,6 +12,7 @@ fused; eager where no C++ compiler is found) and AdamW is the fused CPU kernel;
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -156,8 +157,8 @@ def answer_loss(model, batch: dict[str, torch.Tensor], body=None) -> torch.Tenso
 
 
 COMPILES = ("auto", "on", "off")
-# below this many steps compiling (about 10 s on 2 cores, once per process) costs more than the
-# ~20% per step it saves (skedit bench world-step)
+# below this many steps compiling (10-50 s on 2 cores, once per process) costs more than it
+# saves: 13% of a float32 step, 27% of a bf16 one on 2 Zen 4 cores (skedit bench world-step)
 COMPILE_MIN_STEPS = 1000
 
 
@@ -182,8 +183,8 @@ def compiled_body(model, mode: str, steps: int):
 
 
 def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
-    """AdamW (decay on matrices only), the fused CPU kernel where this torch has one: a fifth
-    less time per step than the per-tensor loop at this model's size."""
+    """AdamW (decay on matrices only), the fused CPU kernel where this torch has one (a few
+    percent of a step at this model's size; more for larger ones)."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
@@ -199,6 +200,32 @@ def backward(model, body, batch: dict[str, torch.Tensor], autocast) -> torch.Ten
         loss = answer_loss(model, batch, body)
     loss.backward()
     return loss
+
+
+@contextlib.contextmanager
+def deterministic():
+    """torch's deterministic algorithms while it lasts (a warning, not an error, where an op
+    has none), then the setting it found. Without them the compiled body's fused reductions
+    add up in an order that depends on the threads: two 60-step builds of one seed differed,
+    where eager builds are byte-identical."""
+    was, warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        (torch.is_deterministic_algorithms_warn_only_enabled()),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn)
+
+
+def _in_deterministic(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with deterministic():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class ThreadChooser:
@@ -240,6 +267,7 @@ class ThreadChooser:
 
 # One readable training loop (as nanoGPT's train.py), longer than 80 lines on purpose: sampling,
 # the step, thread choice and logging read top to bottom in the order they happen.
+@_in_deterministic
 def train_world_model(
     world: World,
     tokenizer,

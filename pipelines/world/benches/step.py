@@ -56,6 +56,7 @@ def time_variant(variant: str, precision: str, spec, tok, batches, *, steps: int
         autocast_context,
         backward,
         compiled_body,
+        deterministic,
         make_model,
         make_optimizer,
     )
@@ -69,13 +70,14 @@ def time_variant(variant: str, precision: str, spec, tok, batches, *, steps: int
     body = compiled_body(model, "on" if "compiled" in variant else "off", spec.steps)
     autocast, _ = autocast_context(spec, precision)
     times: list[float] = []
-    for i in range(steps + warmup):
-        t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        backward(model, body, batches[i % len(batches)], autocast)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        times.append(time.perf_counter() - t)
+    with deterministic():  # as the build trains
+        for i in range(steps + warmup):
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            backward(model, body, batches[i % len(batches)], autocast)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            times.append(time.perf_counter() - t)
     return {"warmup_seconds": round(sum(times[:warmup]), 2), "step_seconds": times[warmup:]}
 
 

@@ -182,6 +182,19 @@ def compiled_body(model, mode: str, steps: int):
     return torch.compile(model.model, dynamic=False)
 
 
+def spec_sampler(world: World, spec: TrainSpec, seed: int) -> DocSampler:
+    """The documents a build of ``spec`` trains on (its curriculum moves ``max_facts`` and
+    ``copy_stage`` as the steps go)."""
+    return DocSampler(
+        world,
+        seed,
+        max_facts=spec.max_facts,
+        mix=spec.mix,
+        table_share=spec.table_share,
+        same_relation_share=spec.same_relation_share,
+    )
+
+
 def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
     """AdamW (decay on matrices only), the fused CPU kernel where this torch has one (a few
     percent of a step at this model's size; more for larger ones)."""
@@ -291,14 +304,7 @@ def train_world_model(
     torch.set_num_threads(chooser.current)
     model = make_model(spec, len(tokenizer), tokenizer, seed)
     model.train()
-    sampler = DocSampler(
-        world,
-        seed,
-        max_facts=spec.max_facts,
-        mix=spec.mix,
-        table_share=spec.table_share,
-        same_relation_share=spec.same_relation_share,
-    )
+    sampler = spec_sampler(world, spec, seed)
     enc = FastEncoder(tokenizer)
     opt = make_optimizer(model, spec.lr)
     body = compiled_body(model, compile_mode(torch_compile), spec.steps)

@@ -28,22 +28,14 @@ VARIANTS = ("plain", "fused", "compiled", "fused+compiled")
 
 def _batches(n: int, size: str, seed: int):
     from skedit.pipelines.world.batches import FastEncoder, pack, sample_batch
-    from skedit.pipelines.world.corpus import DocSampler, build_tokenizer
+    from skedit.pipelines.world.corpus import build_tokenizer
     from skedit.pipelines.world.gen import generate_world
-    from skedit.pipelines.world.train import TRAIN_SPECS
+    from skedit.pipelines.world.train import TRAIN_SPECS, spec_sampler
 
     spec = TRAIN_SPECS[size]
     world = generate_world(size, seed)
     tok = build_tokenizer(world)
-    sampler = DocSampler(
-        world,
-        seed,
-        max_facts=spec.max_facts,
-        mix=spec.mix,
-        table_share=spec.table_share,
-        same_relation_share=spec.same_relation_share,
-    )
-    enc = FastEncoder(tok)
+    sampler, enc = spec_sampler(world, spec, seed), FastEncoder(tok)
     rows = [
         pack(sample_batch(sampler, enc, spec), spec.seq_len, tok.pad_token_id) for _ in range(n)
     ]

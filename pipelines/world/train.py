@@ -12,7 +12,6 @@ fused; eager where no C++ compiler is found) and AdamW is the fused CPU kernel;
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -195,16 +194,19 @@ def spec_sampler(world: World, spec: TrainSpec, seed: int) -> DocSampler:
     )
 
 
-def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(model, lr: float, *, fused: bool = True) -> torch.optim.Optimizer:
     """AdamW (decay on matrices only), the fused CPU kernel where this torch has one (a few
-    percent of a step at this model's size; more for larger ones)."""
+    percent of a step at this model's size; more for larger ones). ``fused=False``: the
+    per-tensor loop the build used before (``skedit bench world-step``'s baseline)."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+    if fused:
+        try:
+            return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
 
 
 def backward(model, body, batch: dict[str, torch.Tensor], autocast) -> torch.Tensor:
@@ -221,24 +223,13 @@ def deterministic():
     has none), then the setting it found. Without them the compiled body's fused reductions
     add up in an order that depends on the threads: two 60-step builds of one seed differed,
     where eager builds are byte-identical."""
-    was, warn = (
-        torch.are_deterministic_algorithms_enabled(),
-        (torch.is_deterministic_algorithms_warn_only_enabled()),
-    )
+    was = torch.are_deterministic_algorithms_enabled()
+    warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(was, warn_only=warn)
-
-
-def _in_deterministic(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with deterministic():
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 class ThreadChooser:
@@ -280,7 +271,7 @@ class ThreadChooser:
 
 # One readable training loop (as nanoGPT's train.py), longer than 80 lines on purpose: sampling,
 # the step, thread choice and logging read top to bottom in the order they happen.
-@_in_deterministic
+@deterministic()
 def train_world_model(
     world: World,
     tokenizer,

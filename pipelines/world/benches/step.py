@@ -55,10 +55,7 @@ def time_variant(variant: str, precision: str, spec, tok, batches, *, steps: int
 
     model = make_model(spec, len(tok), tok, 0)
     model.train()
-    if "fused" in variant:
-        opt = make_optimizer(model, spec.lr)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.98), foreach=False)
+    opt = make_optimizer(model, spec.lr, fused="fused" in variant)
     body = compiled_body(model, "on" if "compiled" in variant else "off", spec.steps)
     autocast, _ = autocast_context(spec, precision)
     times: list[float] = []

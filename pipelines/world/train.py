@@ -157,7 +157,7 @@ def answer_loss(model, batch: dict[str, torch.Tensor], body=None) -> torch.Tenso
 
 COMPILES = ("auto", "on", "off")
 # below this many steps compiling (10-50 s on 2 cores, once per process) costs more than it
-# saves: 12% of a float32 step, 14-28% of a bf16 one on 2 Zen 4 cores (skedit bench world-step)
+# saves: 12-13% of a float32 step, 14-28% of a bf16 one on 2 Zen 4 cores (bench world-step)
 COMPILE_MIN_STEPS = 1000
 
 

@@ -128,6 +128,15 @@ class AgentsConfig:
             "answers; first those it answers with the edit's old object"
         },
     )
+    associate_locality: int = field(
+        default=0,
+        metadata={
+            "help": "locality probes per edit: its question about the names the base model "
+            "lists beside its subject (Picasso and Monet beside Matisse: what the model "
+            "holds close to it, and so what an edit drags along), which keep the base model's "
+            "answers; first those it answers with the edit's old object"
+        },
+    )
     general_locality: int = field(
         default=0,
         metadata={

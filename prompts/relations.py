@@ -35,6 +35,9 @@ CLOZE: dict[str, list[str]] = _T["cloze"]  # per relation id: cloze prompts ("{}
 QUESTION: dict[str, list[str]] = _T["question"]  # per relation id: "Q: ...? A:" prompts
 # neutral contexts put before a prompt (generic wrappers; no knowledge of any relation)
 PREFIXES: list[str] = _T["prefixes"]
+# a list-continuation prompt ("{}" the subject, last): the base model names what it holds close
+# to a subject (``agents.associate_locality``)
+ASSOCIATES: str = _T["associates"]
 # general-knowledge cloze prompts (none names a subject of the real-facts data)
 GENERAL: list[str] = _T["general"]
 # well-known subjects per relation: the questioner asks an edit's relation about them as

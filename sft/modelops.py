@@ -130,8 +130,11 @@ def generate(
     max_new_tokens: int = 8,
     batch_size: int = 64,
     desc: str | None = None,
+    repetition_penalty: float | None = None,
 ) -> list[str]:
-    """Greedy continuations of each prompt (with its context prefix, if given), decoded."""
+    """Greedy continuations of each prompt (with its context prefix, if given), decoded.
+    ``repetition_penalty`` (transformers' own) keeps a list the model writes from repeating one
+    item."""
     if not prompts:
         return []
     prefixes = list(prefixes) if prefixes is not None else [None] * len(prompts)
@@ -147,6 +150,7 @@ def generate(
             do_sample=False,
             pad_token_id=pad_id,
             eos_token_id=tokenizer.eos_token_id,
+            **({"repetition_penalty": repetition_penalty} if repetition_penalty else {}),
         )
         new = gen[:, ids.shape[1] :]
         out += tokenizer.batch_decode(new, skip_special_tokens=True)

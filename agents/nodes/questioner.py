@@ -245,6 +245,15 @@ def near_miss_subjects(e: Edit, edits: list[Edit], limit: int) -> list[str]:
     return out
 
 
+def own_forms(e: Edit) -> list[str]:
+    """``e``'s own question with its subject cut out, and its relation's first written form
+    (none when the prompt does not name the subject): how an anchor about another name asks."""
+    own = template_of(e.prompt, e.subject)
+    if own is None:
+        return []
+    return [own, *(t for t in wikidata.CLOZE.get(e.relation or "", [])[:1] if t != own)]
+
+
 def near_miss_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) -> list[Probe]:
     """``e``'s own question (and its relation's first written form) about names that look like
     its subject (:func:`near_miss_subjects`): candidates, of which :func:`keep_well_known`
@@ -252,16 +261,71 @@ def near_miss_locality(e: Edit, edits: list[Edit], asked: set[str], n: int) -> l
     to the look of a name: moving five Muslim scholars to Judaism moves every Arabic name, and
     two glaciers every glacier. Anchoring the base model's answers for look-alike names keeps
     the edit on its subject."""
-    own = template_of(e.prompt, e.subject)
-    if own is None or n <= 0:
+    forms = own_forms(e)
+    if not forms or n <= 0:
         return []
-    forms = [own, *(t for t in wikidata.CLOZE.get(e.relation or "", [])[:1] if t != own)]
     out: list[Probe] = []
     for name in near_miss_subjects(e, edits, 3 * n):
         for t in forms:
             prompt = t.replace("{}", name)
             if normalise(prompt) not in asked:
                 out.append(_locality(prompt, e.id, "near_miss"))
+    return out
+
+
+_BRACKETS = re.compile(r"\([^)]*\)?|\[[^\]]*\]?")
+
+
+def associate_names(generation: str, edits: list[Edit], limit: int) -> list[str]:
+    """Names in the base model's continuation of :data:`wikidata.ASSOCIATES` for a
+    subject (its first line, ``;``-separated, brackets dropped), up to ``limit``: short
+    capitalised names that neither contain nor are contained in a subject of the batch, so
+    none of them asks a fact the batch edits."""
+    batch = [x.subject.lower() for x in edits]
+    out: list[str] = []
+    for item in _BRACKETS.sub("", generation.strip().split("\n", 1)[0]).split(";"):
+        name = item.strip(" .,:'\"")
+        low = name.lower()
+        ok = 1 < len(name) <= 60 and len(name.split()) <= 6 and name[0].isupper()
+        ok = ok and low not in (x.lower() for x in out)
+        if ok and not any(b in low or low in b for b in batch):
+            out.append(name)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def associate_locality(
+    edits: list[Edit], ctx: AgentsContext, asked: set[str], n: int
+) -> dict[str, list[Probe]]:
+    """Per edit, its own question (and its relation's first written form) about the names the
+    base model lists beside its subject (:func:`associate_names`): candidates, of which
+    :func:`keep_well_known` keeps ``n`` once the base model's answers are known. Look-alike
+    names (:func:`near_miss_locality`) anchor what a subject looks like; these anchor what the
+    model holds close to it (Palau and Hawaii beside the Marshall Islands), which an edit drags
+    along when they share its old object, though no list of well-known subjects names them."""
+    from skedit.sft.modelops import generate
+
+    todo = [e for e in edits if template_of(e.prompt, e.subject) is not None]
+    if n <= 0 or not todo:
+        return {}
+    model, tok = ctx.teacher()
+    with ctx.lock:
+        gens = generate(
+            model,
+            tok,
+            [wikidata.ASSOCIATES.replace("{}", e.subject) for e in todo],
+            max_new_tokens=40,  # room for about five names
+            batch_size=ctx.config.batch_size,
+            repetition_penalty=1.3,
+        )
+    out: dict[str, list[Probe]] = {}
+    for e, g in zip(todo, gens, strict=True):
+        for name in associate_names(g, edits, 3 * n):
+            for t in own_forms(e):
+                prompt = t.replace("{}", name)
+                if normalise(prompt) not in asked:
+                    out.setdefault(e.id, []).append(_locality(prompt, e.id, "associate"))
     return out
 
 
@@ -375,6 +439,14 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
         filled[eid] = e.model_copy(update={"rephrases": rephrases, "portability": port})
     given = {e.id: bool(e.locality) for e in edits}
     edits = [filled[e.id] for e in edits]
+    # the subject's associates, for edits whose locality is generated about a subject the model
+    # knows (an insert's subject has none the model holds)
+    mine = [e for e in edits if not given[e.id] and e.kind != "insert"]
+    more = associate_locality(mine, ctx, edited_questions(edits), ctx.config.associate_locality)
+    edits = [
+        e.model_copy(update={"locality": [*e.locality, *more[e.id]]}) if e.id in more else e
+        for e in edits
+    ]
     probes = [p for e in edits for p in e.probes()]
     notes: list[str] = []
     # a locality probe that is another edit's question would be trained and scored twice, with
@@ -402,6 +474,7 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
         )
     drop = clash | changed | keep_well_known(probes, edits, ctx.config.relation_locality)
     drop |= keep_well_known(probes, edits, ctx.config.near_miss_locality, "near_miss")
+    drop |= keep_well_known(probes, edits, ctx.config.associate_locality, "associate")
     probes = [p for p in probes if p.id not in drop]
     edits = [
         e.model_copy(update={"locality": [p for p in e.locality if p.id not in drop]})

@@ -61,3 +61,26 @@ def test_pulled_model_knows_the_capital_of_france(name):
             .strip()
             .startswith("Paris")
         )
+
+
+@pytest.mark.slow
+def test_gemma_names_what_it_holds_close_to_a_subject_as_anchors():
+    from skedit.agents.config import AgentsConfig
+    from skedit.agents.context import AgentsContext
+    from skedit.agents.nodes.questioner import associate_locality
+    from skedit.prompts.schema import Edit
+
+    edit = Edit(
+        subject="Georges Pompidou",
+        prompt="The native language of Georges Pompidou is",
+        target_new="Russian",
+        target_old="French",
+        relation="P103",
+    )
+    ctx = AgentsContext(config=AgentsConfig(), model_path=str(hub.pull("gemma3-270m")))
+    probes = associate_locality([edit], ctx, set(), 2)[edit.id]
+    head = "The native language of "
+    names = {p.prompt[len(head) : -len(" is")] for p in probes if p.prompt.startswith(head)}
+    # other French public figures, asked the edit's own question; never the subject itself
+    assert len(names) >= 2 and "Georges Pompidou" not in names
+    assert all(p.subkind == "associate" and p.edit_id == edit.id for p in probes)

@@ -159,6 +159,36 @@ def test_look_alike_names_anchor_an_edit_to_its_own_subject():
     ]
 
 
+def test_associates_are_the_names_the_base_model_lists_beside_the_subject():
+    from skedit.agents.nodes.questioner import associate_names, keep_well_known
+
+    edits = [
+        _edit("Henri Matisse", "Henri Matisse is a citizen of", "Japan", "France", "P27"),
+        _edit("Pablo Picasso", "Pablo Picasso is a citizen of", "Peru", "Spain", "P27"),
+    ]
+    # Gemma-3-270M's continuation for Matisse: Picasso is an edit of the batch (its question
+    # is meant to change), brackets go, a repeated or lower-case item is no name
+    gen = " Pablo Picasso; Claude Monet (1840); Vincent van Gogh; Claude Monet; etc.\nToyota"
+    assert associate_names(gen, edits, 5) == ["Claude Monet", "Vincent van Gogh"]
+    assert associate_names(gen, edits, 1) == ["Claude Monet"]
+    assert associate_names("", edits, 5) == []
+    # the same pool rule as the other anchors: those the base model answers with the edit's
+    # old object first
+    cands = [
+        Probe(
+            prompt=f"{name} is a citizen of",
+            kind="locality",
+            subkind="associate",
+            edit_id=edits[0].id,
+            expected=answer,
+        )
+        for name, answer in [("Claude Monet", "France."), ("Vincent van Gogh", "the Netherlands.")]
+    ]
+    drop = keep_well_known(cands, edits, 1, "associate")
+    assert [p.prompt for p in cands if p.id not in drop] == ["Claude Monet is a citizen of"]
+    assert AgentsConfig().associate_locality == 0  # off unless a recipe asks for it
+
+
 def test_general_anchors_never_name_a_subject_of_the_batch():
     subject = "Big Ben"  # a GENERAL prompt names it
     edits = [_edit(subject, "Big Ben is located in the city of", "Rome", "London", "P131")]

@@ -132,8 +132,8 @@ class AgentsConfig:
         default=0,
         metadata={
             "help": "locality probes per edit: its question about the names the base model "
-            "lists beside its subject (Picasso and Monet beside Matisse: what the model "
-            "holds close to it, and so what an edit drags along), which keep the base model's "
+            "lists beside its subject (Picasso and Matisse beside Georges Pompidou: what the "
+            "model holds close to it, and so what an edit drags along), which keep the base model's "
             "answers; first those it answers with the edit's old object"
         },
     )

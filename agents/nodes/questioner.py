@@ -302,11 +302,12 @@ def associate_locality(
     base model lists beside its subject (:func:`associate_names`): candidates, of which
     :func:`keep_well_known` keeps ``n`` once the base model's answers are known. Look-alike
     names (:func:`near_miss_locality`) anchor what a subject looks like; these anchor what the
-    model holds close to it (Palau and Hawaii beside the Marshall Islands), which an edit drags
-    along when they share its old object, though no list of well-known subjects names them."""
+    model holds close to it (Gemma-3-270M lists Picasso, Matisse and Chagall beside Georges
+    Pompidou, Sikkim and Tibet beside Manipur), which an edit drags along when they share its
+    old object, though no list of well-known subjects names them."""
     from skedit.sft.modelops import generate
 
-    todo = [e for e in edits if template_of(e.prompt, e.subject) is not None]
+    todo = [e for e in edits if own_forms(e)]
     if n <= 0 or not todo:
         return {}
     model, tok = ctx.teacher()

@@ -443,16 +443,16 @@ def questioner(state: BatchState, runtime: Runtime[AgentsContext]) -> BatchState
     # the subject's associates, for edits whose locality is generated about a subject the model
     # knows (an insert's subject has none the model holds)
     mine = [e for e in edits if not given[e.id] and e.kind != "insert"]
-    more = associate_locality(mine, ctx, edited_questions(edits), ctx.config.associate_locality)
+    # a locality probe that is another edit's question would be trained and scored twice, with
+    # the old answer and with the new one (anchors do not change the questions the batch asks)
+    asked = edited_questions(edits)
+    more = associate_locality(mine, ctx, asked, ctx.config.associate_locality)
     edits = [
         e.model_copy(update={"locality": [*e.locality, *more[e.id]]}) if e.id in more else e
         for e in edits
     ]
     probes = [p for e in edits for p in e.probes()]
     notes: list[str] = []
-    # a locality probe that is another edit's question would be trained and scored twice, with
-    # the old answer and with the new one
-    asked = edited_questions(edits)
     clash = {p.id for p in probes if p.kind == "locality" and normalise(p.prompt) in asked}
     if clash:
         notes.append(

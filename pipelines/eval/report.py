@@ -235,6 +235,11 @@ def _sections(metrics: Mapping) -> list[tuple[str, list[str], list[list[str]]]]:
             head = ["relation", *[LABELS[m] for m in METRICS]]
             rows = [[r, *[fmt(v.get(m)) for m in METRICS]] for r, v in rel.items()]
             out.append((f"By relation: {name}", head, rows))
+    for name, method_rows in (metrics.get("rows") or {}).items():
+        shared = shared_locality_failures(method_rows)
+        if shared:
+            head = ["locality probe", "expected", "answered", "failed under edits"]
+            out.append((f"Locality failures shared by several edits: {name}", head, shared))
     seq = metrics.get("sequential") or {}
     for name, pts in (seq.get("curves") or {}).items():
         head = [
@@ -273,6 +278,34 @@ def _sections(metrics: Mapping) -> list[tuple[str, list[str], list[list[str]]]]:
                 ]
             )
         out.append((f"Retention ({ret['steps']} steps, lr {ret['lr']})", head, rows))
+    return out
+
+
+def shared_locality_failures(rows, *, min_edits: int = 2, limit: int = 12) -> list[list[str]]:
+    """Locality probes a method got wrong under ``min_edits`` or more edits, most edits first:
+    ``[prompt, expected, answered, count]``. One neighbour that several edits of a batch move
+    (three edits off one object taking a fourth subject with them) costs the score once per
+    edit; this names those neighbours instead of leaving them in the mean."""
+    failed: dict[str, dict] = {}
+    for r in rows:
+        if r.get("kind") != "locality" or r.get("exact_match") or "prompt" not in r:
+            continue
+        f = failed.setdefault(r["prompt"], {"row": r, "edits": set()})
+        f["edits"].add(r.get("edit_id"))
+    ranked = sorted(failed.items(), key=lambda kv: (-len(kv[1]["edits"]), kv[0]))
+    out = []
+    for prompt, f in ranked:
+        if len(f["edits"]) < min_edits or len(out) >= limit:
+            break
+        answer = " ".join(str(f["row"].get("generation", "")).split())
+        out.append(
+            [
+                prompt,
+                str(f["row"].get("target", "")),
+                answer[:40] + ("…" if len(answer) > 40 else ""),
+                str(len(f["edits"])),
+            ]
+        )
     return out
 
 

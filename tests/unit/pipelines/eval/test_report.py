@@ -109,6 +109,34 @@ def test_terminal_table_says_how_many_edits_were_never_approved():
     assert "approved prompt" not in terminal_table(m)
 
 
+def test_report_names_the_neighbours_several_edits_moved():
+    m = _metrics()
+
+    def loc(edit, prompt, ok, answer):
+        return {
+            "kind": "locality",
+            "subkind": "neighborhood",
+            "edit_id": edit,
+            "prompt": prompt,
+            "target": "Antarctica",
+            "generation": answer,
+            "exact_match": float(ok),
+        }
+
+    glacier = "Northwind Glacier belongs to the continent of"
+    m["rows"]["skedit"] = [
+        *(loc(e, glacier, False, " Europe. It is a glacier") for e in ("e1", "e2", "e3")),
+        loc("e4", glacier, True, " Antarctica."),
+        loc("e1", "Mount Erebus is in", False, " Asia."),  # moved under one edit only
+        {"kind": "edit", "edit_id": "e1", "prompt": glacier, "exact_match": 0.0},
+    ]
+    md = render_markdown(m)
+    assert "## Locality failures shared by several edits: skedit" in md
+    assert f"| {glacier} | Antarctica | Europe. It is a glacier | 3 |" in md
+    assert "Mount Erebus" not in md
+    assert "Locality failures shared by several edits: base" not in md
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_report_opens_in_headless_chromium(tmp_path):
     paths = write_report(tmp_path, _metrics())

@@ -40,8 +40,10 @@ def pre_edit_reference(
     progress: bool = False,
 ) -> dict[str, dict]:
     """The pre-edit model's outputs on the locality probes: ``{probe_id: {"answer", "target",
-    "predicted"}}``. ``target`` is the recorded ``expected`` when present (else the answer);
-    ``predicted`` are the argmax ids on the teacher-forced ``prompt + " " + target``."""
+    "predicted", "logprob"}}``. ``target`` is the recorded ``expected`` when present (else the
+    answer); ``predicted`` are the argmax ids on the teacher-forced ``prompt + " " + target``
+    and ``logprob`` that target's log-probability: how sure the model was of the answer an
+    edit must keep (a neighbour answered right at probability 0.15 is one any change tips)."""
     loc = [p for p in probes if p.kind == "locality"]
     if not loc:
         return {}
@@ -60,11 +62,12 @@ def pre_edit_reference(
         model, tokenizer, [loc[i].prompt for i in keep], [targets[i] for i in keep]
     )
     out = {
-        p.id: {"answer": a, "target": t, "predicted": None}
+        p.id: {"answer": a, "target": t, "predicted": None, "logprob": None}
         for p, a, t in zip(loc, answers, targets, strict=True)
     }
     for i, s in zip(keep, scores, strict=True):
         out[loc[i].id]["predicted"] = list(s.predicted)
+        out[loc[i].id]["logprob"] = round(s.logprob, 4)
     return out
 
 
@@ -80,7 +83,9 @@ def cached_reference(
     """:func:`pre_edit_reference` of the model in ``model_dir``, cached in ``cache_dir``."""
     path = Path(cache_dir) / f"reference-{reference_key(model_dir, probes)}.json"
     if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if all("logprob" in r for r in cached.values()):  # else written before it was recorded
+            return cached
     if model is None:
         from skedit.sft.modelops import load_model
 

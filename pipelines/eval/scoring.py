@@ -3,6 +3,7 @@ with bootstrap confidence intervals (``evaluate_model``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from skedit.pipelines.eval import metrics as M
@@ -90,6 +91,7 @@ def score_probes(
             em = M.locality_agreement(g, t)
             ref = (reference or {}).get(p.id) or {}
             pre = ref.get("predicted")
+            base_logprob = ref.get("logprob")
             tok = (
                 M.token_locality(s.predicted, pre)
                 if pre is not None and len(pre) == len(s.predicted)
@@ -98,6 +100,7 @@ def score_probes(
         else:
             em = M.exact_match(g, p.answers)
             tok = s.token_accuracy
+            base_logprob = None
         rows.append(
             {
                 "probe_id": p.id,
@@ -111,6 +114,8 @@ def score_probes(
                 "generation": g,
                 "exact_match": em,
                 "token_accuracy": tok,
+                # locality: the pre-edit model's probability of the answer it must keep
+                "base_prob": None if base_logprob is None else round(math.exp(base_logprob), 4),
             }
         )
     return rows

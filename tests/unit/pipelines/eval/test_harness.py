@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -121,6 +123,31 @@ def test_token_locality_uses_the_pre_edit_model_argmax(tok):
     assert ref2[bare[0].id]["target"].strip() == "berlin"
     assert evaluate_model(pre, tok, bare, reference=ref2)["locality"]["mean"] == 1.0
     assert evaluate_model(pre, tok, bare)["locality"]["n"] == 0  # never scored against gold
+
+
+def test_rows_say_how_sure_the_model_was_before_the_edit(tok, tmp_path, tiny_lm_dir):
+    from skedit.pipelines.eval.report import render_markdown
+
+    pre = wired(tok, {"?": "berlin", "berlin": "</s>", "in": "berlin"})
+    sure = Probe(prompt="where was bob born ?", kind="locality", edit_id="e2")
+    # a recorded answer the model does not give: it was (almost) never sure of it
+    unsure = Probe(prompt="bob lives in", kind="locality", edit_id="e2", expected="rome")
+    ref = pre_edit_reference(pre, tok, [sure, unsure])
+    assert ref[sure.id]["logprob"] == pytest.approx(0.0, abs=1e-3)
+    assert ref[unsure.id]["logprob"] < -10
+    rows = evaluate_model(pre, tok, [sure, unsure], reference=ref)["rows"]
+    probs = {r["prompt"]: r["base_prob"] for r in rows}
+    assert probs == {"where was bob born ?": pytest.approx(1.0, abs=1e-3), "bob lives in": 0.0}
+    md = render_markdown({"methods": {}, "rows": {"skedit": rows}})
+    assert "## Locality by how sure the model was of the answer before the edit" in md
+    # the unsure neighbour is lost (the model says berlin), the sure one kept
+    assert "| skedit | 0.00 (1) | – (0) | 1.00 (1) |" in md
+    # a reference cached before log-probabilities were recorded is computed again
+    cached_reference(tiny_lm_dir, [sure], tmp_path, model=pre, tokenizer=tok)
+    (path,) = tmp_path.glob("reference-*.json")
+    path.write_text(json.dumps({sure.id: {"answer": "berlin", "target": "berlin"}}))
+    again = cached_reference(tiny_lm_dir, [sure], tmp_path, model=pre, tokenizer=tok)
+    assert again[sure.id]["logprob"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_prefixes_per_edit_reach_the_model(tok):

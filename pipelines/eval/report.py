@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -246,8 +247,10 @@ def _sections(metrics: Mapping) -> list[tuple[str, list[str], list[list[str]]]]:
         if (b := locality_by_base_confidence(method_rows)) is not None
     }
     if by_conf:
-        head = ["method", *(f"base p {lo:g}-{hi:g}" for lo, hi in CONFIDENCE_BINS)]
-        head[-1] = f"base p >= {CONFIDENCE_BINS[-1][0]:g}"
+        head = ["method"]
+        head += [
+            f"base p >= {lo:g}" if hi > 1 else f"base p {lo:g}-{hi:g}" for lo, hi in CONFIDENCE_BINS
+        ]
         rows = [[name, *b] for name, b in by_conf.items()]
         title = "Locality by how sure the model was of the answer before the edit (probes)"
         out.append((title, head, rows))
@@ -321,7 +324,7 @@ def shared_locality_failures(rows, *, min_edits: int = 2, limit: int = 12) -> li
 
 
 # how sure the pre-edit model was of a neighbour's answer (its probability, teacher-forced)
-CONFIDENCE_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))
+CONFIDENCE_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, math.inf))
 
 
 def locality_by_base_confidence(rows) -> list[str] | None:
@@ -334,9 +337,8 @@ def locality_by_base_confidence(rows) -> list[str] | None:
     if not loc:
         return None
     out = []
-    for i, (lo, hi) in enumerate(CONFIDENCE_BINS):
-        last = i == len(CONFIDENCE_BINS) - 1
-        sel = [r for r in loc if lo <= r["base_prob"] < hi or (last and r["base_prob"] >= hi)]
+    for lo, hi in CONFIDENCE_BINS:
+        sel = [r for r in loc if lo <= r["base_prob"] < hi]
         mean = sum(float(r["exact_match"]) for r in sel) / len(sel) if sel else None
         out.append(("–" if mean is None else f"{mean:.2f}") + f" ({len(sel)})")
     return out

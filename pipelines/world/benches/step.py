@@ -9,7 +9,7 @@ per-tensor AdamW loop: what the build did before), ``fused`` (the fused CPU Adam
 build uses now), in float32 and, where the CPU multiplies bf16 natively, in bf16. Each variant
 starts from the same initial weights; the first ``--warmup`` steps (the compile among them) are
 left out of the median. Reports the median step, steps per second, the ratio to ``plain`` in
-the same precision and the training time a 6000-step build would take at that pace, with the
+the same precision and the training time the build's steps would take at that pace, with the
 variants run one after another in the same process so that they see the same machine load.
 """
 

@@ -52,6 +52,7 @@ class TrainSpec:
     mix: tuple[float, float, float] = (0.45, 0.2, 0.13)  # see DocSampler
     table_share: float = 0.0  # fraction of contexts laid out as relation tables
     same_relation_share: float = 0.0  # fraction of contexts whose facts share one relation
+    weight_decay: float = 0.05  # AdamW decay on the weight matrices
     # "bf16": matrix products in bfloat16 (torch.autocast; weights and optimiser stay float32)
     # where the CPU has native bf16 (avx512_bf16/AMX), else float32. 1.5x the steps per second
     autocast: str | None = None
@@ -59,27 +60,23 @@ class TrainSpec:
 
 TRAIN_SPECS: dict[str, TrainSpec] = {
     "tiny": TrainSpec(64, 2, 4, 128, 120, 8, 3e-3, 20, 0.5, 0.1, seq_len=128, table_share=0.4),
-    # small: 6000 bf16 steps are ~14.5 min with 2 threads on an idle 2-core machine (4500
-    # before relation tables; this build reads 32-row tables at 1.00, a 5000-step one without the
-    # skewed table sizes and carried rows at .96). Same-relation
-    # contexts were what taught binding by subject (k=1 edit 0.93 -> 1.00, k=4 0.64 -> 0.76 at
-    # 2400 steps in the same run). Binding by subject in longer contexts is learnt late, at a
-    # step that depends on the seed; lr 1.5e-3 brings it forward: seed 1 read 4 facts at .75 and
-    # 8 at .53 after 4500 steps at lr 2e-3, and at .96/.88 after 3000 and .99/.97 after 4000 at
-    # 1.5e-3 (see the world issue's notes). The same schedule squeezed into 2400 steps (float32,
-    # seed 4242, 23 min on a busy 2-core machine) learnt the facts (recall 1.00 / .95 held-out)
-    # but not binding: in-context edit .91 with one fact, .57 with four. So the build keeps its
-    # 6000 steps and its weights ship with skedit (skedit.pipelines.world.shipped)
-    # (2026-12-06: 8 heads of 16 with an MLP of 192, as cheap a step, bound seed 4242 fully in
-    # 5000 float32 steps, 846 s, and seed 1 by step 4000, but not seed 0: k=4 .76. With 60%
-    # direct questions it bound seed 0 by step 3000 of 4000 but not seed 4242: k=4 .91 and
-    # locality .91. Binding time moves with the seed under every spec tried; README sec. 8)
+    # small: 8 heads of 16 dims with an MLP of 192 (706k parameters; a step as cheap as the
+    # earlier 4 heads of 32 with an MLP of 384) and AdamW weight decay 0.2 on the matrices,
+    # 3000 float32 steps: seed 4242 (the default, shipped) reads 1 / 4 / 8 facts at 1.00 / .9975
+    # / .98 after ~500 s on 2 Intel Xeon cores. Reading several facts means binding each value
+    # to its subject, which is learnt late at a step that depends on the seed (README sec. 8,
+    # one row per try). Weight decay 0.2 brought it from step ~4500 to ~2500 for seed 4242 and
+    # to 1500-2500 for seeds 2 and 3, 3000 for seed 1, but seed 0 did not bind by 3000 (k=4
+    # .615; its model reads one fact, not several, and `skedit world build` warns). 2500 steps
+    # are too few for 4242 (k=4 .56). Same-relation contexts taught binding by subject (k=4 .64 -> .76 at 2400 steps);
+    # lr 1.5e-3 binds sooner than 2e-3. No bf16 autocast: at this shape bf16 steps were 0.72x
+    # the float32 pace even on a CPU with native bf16, and float32 trains alike on every CPU.
     "small": TrainSpec(
         128,
         4,
-        4,
-        384,
-        6000,
+        8,
+        192,
+        3000,
         16,
         1.5e-3,
         100,
@@ -90,7 +87,7 @@ TRAIN_SPECS: dict[str, TrainSpec] = {
         mix=(0.35, 0.15, 0.12),
         same_relation_share=0.35,
         table_share=0.4,
-        autocast="bf16",
+        weight_decay=0.2,
     ),
 }
 
@@ -198,13 +195,18 @@ def spec_sampler(world: World, spec: TrainSpec, seed: int) -> DocSampler:
     )
 
 
-def make_optimizer(model, lr: float, *, fused: bool = True) -> torch.optim.Optimizer:
+def make_optimizer(
+    model, lr: float, *, weight_decay: float = 0.05, fused: bool = True
+) -> torch.optim.Optimizer:
     """AdamW (decay on matrices only), the fused CPU kernel where this torch has one (a few
     percent of a step at this model's size; more for larger ones). ``fused=False``: the
     per-tensor loop the build used before (``skedit bench world-step``'s baseline)."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if fused:
         try:
             return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), fused=True)
@@ -301,7 +303,7 @@ def train_world_model(
     model.train()
     sampler = spec_sampler(world, spec, seed)
     enc = FastEncoder(tokenizer)
-    opt = make_optimizer(model, spec.lr)
+    opt = make_optimizer(model, spec.lr, weight_decay=spec.weight_decay)
     body = compiled_body(model, compile_mode(torch_compile), spec.steps)
 
     def lr_at(step: int) -> float:

@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     from skedit.pipelines.data.datasets import load_edits
     from skedit.pipelines.eval.harness import evaluate_run
     from skedit.pipelines.eval.report import terminal_table, write_report
-    from skedit.pipelines.world.build import build_world
+    from skedit.pipelines.world.build import DEFAULT_SEED, build_world
     from skedit.pipelines.world.hooks import eval_hook_for
 
     t_start = time.perf_counter()
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
 
         world = load_world_build(args.world)
     else:
-        world = build_world(size=args.size, seed=0, threads=args.threads)
+        world = build_world(size=args.size, seed=DEFAULT_SEED, threads=args.threads)
     edits = load_edits(world.benchmark[args.split]).edits[: args.edits]
     # the agents and the student see every other rephrase / portability / locality probe;
     # the rest are held out, so generalisation is measured on probes nobody trained on

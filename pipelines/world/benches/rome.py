@@ -112,7 +112,7 @@ def run_bench(
 ) -> dict:
     from skedit.pipelines.eval.reference import pre_edit_reference
     from skedit.pipelines.eval.scoring import evaluate_model
-    from skedit.pipelines.world.build import build_world, load_world_build
+    from skedit.pipelines.world.build import DEFAULT_SEED, build_world, load_world_build
     from skedit.pipelines.world.hooks import key_stats_file
     from skedit.sft.modelops import load_model
 
@@ -121,7 +121,7 @@ def run_bench(
         world = load_world_build(world_dir)
         size = str(world.report.get("size", size))
     else:
-        world = build_world(size=size, seed=0, cache_dir=cache_dir)
+        world = build_world(size=size, seed=DEFAULT_SEED, cache_dir=cache_dir)
     edits = read_jsonl(world.benchmark["test"], Edit)[:n_edits]
     base, tok = load_model(world.model_dir, device="cpu")
     probes = [p for e in edits for p in e.probes()]

@@ -55,7 +55,7 @@ def time_variant(variant: str, precision: str, spec, tok, batches, *, steps: int
 
     model = make_model(spec, len(tok), tok, 0)
     model.train()
-    opt = make_optimizer(model, spec.lr, fused="fused" in variant)
+    opt = make_optimizer(model, spec.lr, weight_decay=spec.weight_decay, fused="fused" in variant)
     body = compiled_body(model, "on" if "compiled" in variant else "off", spec.steps)
     autocast, _ = autocast_context(spec, precision)
     times: list[float] = []

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
-        help="training matmuls: auto = what the size's spec asks (float32 for every size: bf16 was slower at these shapes), bf16 = bf16 autocast where the CPU has it natively",
+        help="training matmuls: auto = what the size's spec asks (float32 for every size: bf16 "
+        "was slower at these shapes), bf16 = bf16 autocast where the CPU has it natively",
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument(

@@ -54,7 +54,8 @@ class TrainSpec:
     same_relation_share: float = 0.0  # fraction of contexts whose facts share one relation
     weight_decay: float = 0.05  # AdamW decay on the weight matrices
     # "bf16": matrix products in bfloat16 (torch.autocast; weights and optimiser stay float32)
-    # where the CPU has native bf16 (avx512_bf16/AMX), else float32. 1.5x the steps per second
+    # where the CPU has native bf16 (avx512_bf16/AMX), else float32. No size asks for it: at
+    # these shapes bf16 steps were slower than float32 (README sec. 8)
     autocast: str | None = None
 
 
@@ -68,8 +69,8 @@ TRAIN_SPECS: dict[str, TrainSpec] = {
     # one row per try). Weight decay 0.2 brought it from step ~4500 to ~2500 for seed 4242 and
     # to 1500-2500 for seeds 2 and 3, 3000 for seed 1, but seed 0 did not bind by 3000 (k=4
     # .615; its model reads one fact, not several, and `skedit world build` warns). 2500 steps
-    # are too few for 4242 (k=4 .56). Same-relation contexts taught binding by subject (k=4 .64 -> .76 at 2400 steps);
-    # lr 1.5e-3 binds sooner than 2e-3. No bf16 autocast: at this shape bf16 steps were 0.72x
+    # are too few for 4242 (k=4 .56). Same-relation contexts taught binding by subject (k=4
+    # .64 -> .76 at 2400 steps); lr 1.5e-3 binds sooner than 2e-3. No bf16 autocast: at this shape bf16 steps were 0.72x
     # the float32 pace even on a CPU with native bf16, and float32 trains alike on every CPU.
     "small": TrainSpec(
         128,
@@ -196,7 +197,7 @@ def spec_sampler(world: World, spec: TrainSpec, seed: int) -> DocSampler:
 
 
 def make_optimizer(
-    model, lr: float, *, weight_decay: float = 0.05, fused: bool = True
+    model, lr: float, *, weight_decay: float, fused: bool = True
 ) -> torch.optim.Optimizer:
     """AdamW (decay on matrices only), the fused CPU kernel where this torch has one (a few
     percent of a step at this model's size; more for larger ones). ``fused=False``: the

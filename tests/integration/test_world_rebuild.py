@@ -1,5 +1,5 @@
 """The shipped default world can be rebuilt from its seed to the same quality (not the same
-bytes: thread counts, bf16 and the CPU's kernels change the weights a little).
+bytes: thread counts and the CPU's kernels change the weights a little).
 
 Slow: trains the small world (about 8.5 min in float32 on 2 Intel Xeon cores; see the README).
 """

@@ -104,6 +104,13 @@ class TrainConfig:
         "MEMIT key theirs, not to the question every subject of the relation shares; anchors "
         "and rows without a subject train through every token.",
     )
+    preserve_weight: float = _f(
+        0.0,
+        "Weight of a penalty on how much each trained linear map's output changes on the "
+        "locality rows' tokens (MEMIT's preservation term, relative to the map's own output: "
+        "skedit.sft.preserve), so an edit is written into directions the anchors do not use; "
+        "0 = off. Not with scope lora.",
+    )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
@@ -179,6 +186,25 @@ class TrainConfig:
                 "subject_gate shapes the distillation loss's gradient (method kd)",
                 field="subject_gate",
                 hint="use method 'kd', or subject_gate false",
+            )
+        if self.preserve_weight < 0:
+            raise SkeditError(
+                f"preserve_weight must be >= 0, got {self.preserve_weight}",
+                field="preserve_weight",
+                hint="e.g. 50; 0 turns the penalty off",
+            )
+        if self.preserve_weight and self.method != "kd":
+            raise SkeditError(
+                "preserve_weight is a term of the distillation loss (method kd)",
+                field="preserve_weight",
+                hint="use method 'kd', or preserve_weight 0",
+            )
+        if self.preserve_weight and self.scope == "lora":
+            raise SkeditError(
+                "preserve_weight penalises the change of the trained weights themselves; "
+                "with LoRA they do not change until the adapters are merged",
+                field="preserve_weight",
+                hint="use scope 'layers' or 'full', or preserve_weight 0",
             )
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")

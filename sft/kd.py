@@ -218,10 +218,12 @@ class KDTrainer(SFTTrainer):
         kl_weight: float = 1.0,
         ce_weight: float = 0.0,
         gate: SubjectGate | None = None,
+        preserve=None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.gate = gate
+        self.preserve = preserve
         self.teacher_model = teacher_model
         if teacher_model is not None:
             teacher_model.to(self.args.device)
@@ -283,6 +285,10 @@ class KDTrainer(SFTTrainer):
             )
             loss = loss + self.ce_weight * ce
         mode = "train" if model.training else "eval"
+        if self.preserve is not None and model.training:
+            term, value = self.preserve.term()
+            loss = loss + term
+            self._metrics[mode]["preserve"].append(value.item())
         with torch.no_grad():
             agree = ((s_logits.argmax(-1) == t_best) & (cmask == 1)).sum()
             self._metrics[mode]["kl"].append(kl.item())

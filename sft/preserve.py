@@ -1,0 +1,122 @@
+"""Keep what the trained projections compute on the anchors' tokens (``training.preserve_weight``).
+
+The locality rows (anchors) hold the base model's *answers* through the distillation loss, one
+output distribution per answer token. This adds a denser term, MEMIT's preservation objective
+applied to gradient training: for every trained linear map ``W`` (input ``x``),
+
+    penalty(W) = tr(ΔW C ΔWᵀ) / tr(W₀ C W₀ᵀ),   C = E[x xᵀ],   ΔW = W - W₀,
+
+``C`` taken over every token (prompt and completion) of the locality rows, ``W₀`` the weights
+before training. It is the relative mean squared change of the map's output on those tokens,
+so a change that edits a subject is pushed into directions the anchors' tokens do not use,
+in every trained layer, not only where an anchor's answer is read. The loss adds
+``preserve_weight`` times the penalty averaged over the trained maps (dimensionless, so one
+weight serves models of any size). Each step costs one ``(out, in) x (in, in)`` product per
+trained map and a copy of the trained weights in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from skedit.prompts.errors import SkeditError
+from skedit.sft import batching
+
+
+def preserved_linears(model) -> dict[str, nn.Linear]:
+    """The trainable linear maps of ``model`` (after its scope is applied), output head apart."""
+    head = model.get_output_embeddings()
+    return {
+        name: mod
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.Linear) and mod is not head and mod.weight.requires_grad
+    }
+
+
+@torch.no_grad()
+def input_moments(
+    model,
+    linears: dict[str, nn.Linear],
+    rows: Sequence[list[int]],
+    *,
+    pad_id: int,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """``E[x xᵀ]`` (float32) of each linear map's input over every token of ``rows``."""
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    keep: torch.Tensor | None = None
+
+    def hook(name):
+        def fn(_mod, args, _out):
+            x = args[0][keep].float()  # (tokens, in)
+            s = x.T @ x
+            sums[name] = s if name not in sums else sums[name] + s
+
+        return fn
+
+    handles = [mod.register_forward_hook(hook(name)) for name, mod in linears.items()]
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(rows), desc="anchor statistics", unit="row", disable=not progress)
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = [r for r in rows[start : start + batch_size] if r]
+            if chunk:
+                ids, mask = batching.pad(chunk, pad_id, left=False)
+                keep = mask.bool().to(model.device)
+                model(
+                    input_ids=ids.to(model.device),
+                    attention_mask=mask.to(model.device),
+                    logits_to_keep=1,
+                    use_cache=False,
+                )
+                count += int(keep.sum())
+            bar.update(len(rows[start : start + batch_size]))
+    finally:
+        bar.close()
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if not count:
+        raise SkeditError(
+            "training.preserve_weight needs anchor tokens, but the locality rows are empty",
+            field="preserve_weight",
+            hint="set preserve_weight 0, or let the agents write locality probes",
+        )
+    return {name: s / count for name, s in sums.items()}
+
+
+class Preserve:
+    """The penalty's value and gradient for the current weights (see the module docstring)."""
+
+    def __init__(self, linears: dict[str, nn.Linear], moments: dict[str, torch.Tensor], weight):
+        self.weight = float(weight)
+        self.items = []
+        for name, mod in linears.items():
+            w0 = mod.weight.detach().float().clone()
+            c = moments[name].to(w0.device)
+            scale = float((w0 @ c * w0).sum().clamp(min=1e-12))
+            self.items.append((mod.weight, w0, c, scale))
+
+    def term(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss_term, value)``: ``loss_term`` has the penalty's value *and* its gradient
+        (``2 ΔW C`` per map, computed once, without autograd through the product)."""
+        total = None
+        grad_part = None
+        for w, w0, c, scale in self.items:
+            delta = w.detach().float() - w0
+            p = delta @ c  # (out, in)
+            value = (delta * p).sum() / scale
+            # zero-valued, with the penalty's gradient 2 p / scale (d/dW of sum(W * p) is p)
+            g = ((w.float() - w.detach().float()) * (2.0 * p / scale)).sum()
+            total = value if total is None else total + value
+            grad_part = g if grad_part is None else grad_part + g
+        n = len(self.items)
+        value = self.weight * total / n
+        return self.weight * grad_part / n + value.detach(), value.detach()

@@ -1,0 +1,122 @@
+"""training.preserve_weight: the trained maps change little on the anchors' tokens."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from skedit.prompts.errors import SkeditError
+from skedit.prompts.schema import TransferExample
+from skedit.sft.config import TrainConfig
+from skedit.sft.modelops import encode_input, encode_target, load_model
+from skedit.sft.preserve import Preserve, input_moments, preserved_linears
+from skedit.sft.scope import apply_scope
+from skedit.sft.train import train_in_memory
+
+SCOPE = dict(method="kd", scope="layers", modules=["mlp"])
+
+
+def _rows() -> list[TransferExample]:
+    edit = TransferExample(
+        prompt="Where was Alice born? She was born in",
+        completion=" Paris",
+        teacher_prompt="Context: Alice was born in Paris.\nWhere was Alice born? She was born in",
+        kind="rephrase",
+        edit_id="e1",
+        subject="Alice",
+    )
+    anchors = [
+        TransferExample(prompt=p, completion=c, teacher_prompt=p, kind="locality", edit_id="e1")
+        for p, c in [("Bob lives in", " London"), ("The sky is", " blue"), ("One, two,", " three")]
+    ]
+    return [edit, *anchors]
+
+
+def _anchor_ids(tok) -> list[list[int]]:
+    return [
+        encode_input(tok, r.prompt) + encode_target(tok, r.prompt, r.completion)
+        for r in _rows()
+        if r.kind == "locality"
+    ]
+
+
+def test_moments_are_the_mean_outer_product_of_each_maps_inputs(bpe_lm_dir):
+    model, tok = load_model(bpe_lm_dir, device="cpu")
+    model = apply_scope(model, TrainConfig(**SCOPE))
+    linears = preserved_linears(model)
+    assert linears and all(".mlp." in name for name in linears)
+    rows = _anchor_ids(tok)
+    moments = input_moments(model, linears, rows, pad_id=tok.pad_token_id, progress=False)
+    name, mod = next(iter(linears.items()))
+    seen = []
+    handle = mod.register_forward_hook(lambda _m, args, _o: seen.append(args[0][0]))
+    with torch.no_grad():
+        for r in rows:  # one row at a time: no padding to leave out
+            model(input_ids=torch.tensor([r]))
+    handle.remove()
+    x = torch.cat(seen)
+    assert torch.allclose(moments[name], x.T @ x / len(x), atol=1e-5)
+
+
+def test_the_loss_term_has_the_penalty_value_and_gradient(bpe_lm_dir):
+    model, tok = load_model(bpe_lm_dir, device="cpu")
+    model = apply_scope(model, TrainConfig(**SCOPE))
+    linears = preserved_linears(model)
+    moments = input_moments(
+        model, linears, _anchor_ids(tok), pad_id=tok.pad_token_id, progress=False
+    )
+    pres = Preserve(linears, moments, weight=3.0)
+    assert pres.term()[1].item() == 0.0  # nothing has changed yet
+    w0 = {n: m.weight.detach().clone() for n, m in linears.items()}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in linears.values():
+            m.weight.add_(0.01 * torch.randn_like(m.weight))
+    term, value = pres.term()
+    term.backward()
+    want = 0.0
+    for n, m in linears.items():
+        w = m.weight.detach().clone().requires_grad_(True)
+        c = moments[n]
+        d = w - w0[n]
+        p = (d @ c * d).sum() / (w0[n] @ c * w0[n]).sum()
+        (g,) = torch.autograd.grad(3.0 * p / len(linears), w)
+        assert torch.allclose(m.weight.grad, g, rtol=1e-4, atol=1e-7)
+        want += 3.0 * p.item() / len(linears)
+    assert value.item() == pytest.approx(want, rel=1e-4)
+    assert term.item() == pytest.approx(want, rel=1e-4)
+
+
+def test_training_with_the_penalty_changes_the_anchors_tokens_less(bpe_lm_dir):
+    """Same rows, same steps: the trained MLPs' outputs on the anchors' tokens move less with
+    the penalty, and the edit's rows still change the weights."""
+    base, tok = load_model(bpe_lm_dir, device="cpu")
+    cfg = dict(**SCOPE, max_steps=6, batch_size=4, warmup_steps=0, learning_rate=1e-2, seed=0)
+    changes = {}
+    for weight in (0.0, 100.0):
+        model = copy.deepcopy(base)
+        trained = train_in_memory(model, tok, _rows(), TrainConfig(**cfg, preserve_weight=weight))
+        ref = apply_scope(copy.deepcopy(base), TrainConfig(**SCOPE))
+        linears = preserved_linears(ref)
+        moments = input_moments(
+            ref, linears, _anchor_ids(tok), pad_id=tok.pad_token_id, progress=False
+        )
+        pres = Preserve(linears, moments, weight=1.0)
+        now = dict(trained.named_parameters())
+        with torch.no_grad():
+            for name, mod in linears.items():
+                mod.weight.copy_(now[f"{name}.weight"])
+        changes[weight] = pres.term()[1].item()
+    assert changes[100.0] > 0.0
+    assert changes[100.0] < 0.5 * changes[0.0]
+
+
+def test_the_penalty_needs_distillation_and_trained_weights():
+    with pytest.raises(SkeditError, match="preserve_weight"):
+        TrainConfig(method="sft", preserve_weight=1.0)
+    with pytest.raises(SkeditError, match="preserve_weight"):
+        TrainConfig(method="kd", scope="lora", preserve_weight=1.0)
+    with pytest.raises(SkeditError, match="preserve_weight"):
+        TrainConfig(method="kd", preserve_weight=-1.0)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -209,3 +210,55 @@ def score_targets(
                 )
             )
     return out
+
+
+@torch.no_grad()
+def input_moments(
+    model,
+    modules: dict[Any, torch.nn.Module],
+    rows: Sequence[list[int]],
+    *,
+    pad_id: int,
+    batch_size: int = 16,
+    progress: bool = True,
+    desc: str = "input statistics",
+) -> tuple[dict[Any, torch.Tensor], int]:
+    """``E[x xᵀ]`` (float32) of each module's input over every token of ``rows`` (token id
+    lists, empty ones skipped), keyed as ``modules`` is, and the number of tokens; no entries
+    when there were none."""
+    sums: dict[Any, torch.Tensor] = {}
+    count = 0
+    keep: torch.Tensor | None = None
+
+    def hook(key):
+        def fn(_mod, args, _out):
+            x = args[0][keep].float()  # (tokens, in)
+            s = x.T @ x
+            sums[key] = s if key not in sums else sums[key] + s
+
+        return fn
+
+    handles = [mod.register_forward_hook(hook(key)) for key, mod in modules.items()]
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(rows), desc=desc, unit="row", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(rows), batch_size):
+            chunk = [r for r in rows[start : start + batch_size] if r]
+            if chunk:
+                ids, mask = batching.pad(chunk, pad_id, left=False)
+                keep = mask.bool().to(model.device)
+                model(
+                    input_ids=ids.to(model.device),
+                    attention_mask=mask.to(model.device),
+                    logits_to_keep=1,
+                    use_cache=False,
+                )
+                count += int(keep.sum())
+            bar.update(len(rows[start : start + batch_size]))
+    finally:
+        bar.close()
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {key: s / count for key, s in sums.items()}, count

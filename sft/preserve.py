@@ -18,14 +18,11 @@ trained map; memory holds a copy of the trained weights and one ``(in, in)`` mat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from skedit.prompts.errors import SkeditError
-from skedit.sft import batching
+from skedit.sft.modelops import encode_input, encode_target, input_moments
 
 
 def preserved_linears(model) -> dict[str, nn.Linear]:
@@ -38,59 +35,31 @@ def preserved_linears(model) -> dict[str, nn.Linear]:
     }
 
 
-@torch.no_grad()
-def input_moments(
-    model,
-    linears: dict[str, nn.Linear],
-    rows: Sequence[list[int]],
-    *,
-    pad_id: int,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> dict[str, torch.Tensor]:
-    """``E[x xᵀ]`` (float32) of each linear map's input over every token of ``rows``."""
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    keep: torch.Tensor | None = None
+def anchor_rows(tokenizer, examples) -> list[list[int]]:
+    """Token ids (prompt and completion) of the transfer set's locality rows."""
+    return [
+        encode_input(tokenizer, ex.prompt) + encode_target(tokenizer, ex.prompt, ex.completion)
+        for ex in examples
+        if ex.kind == "locality"
+    ]
 
-    def hook(name):
-        def fn(_mod, args, _out):
-            x = args[0][keep].float()  # (tokens, in)
-            s = x.T @ x
-            sums[name] = s if name not in sums else sums[name] + s
 
-        return fn
-
-    handles = [mod.register_forward_hook(hook(name)) for name, mod in linears.items()]
-    was_training = model.training
-    model.eval()
-    bar = tqdm(total=len(rows), desc="anchor statistics", unit="row", disable=not progress)
-    try:
-        for start in range(0, len(rows), batch_size):
-            chunk = [r for r in rows[start : start + batch_size] if r]
-            if chunk:
-                ids, mask = batching.pad(chunk, pad_id, left=False)
-                keep = mask.bool().to(model.device)
-                model(
-                    input_ids=ids.to(model.device),
-                    attention_mask=mask.to(model.device),
-                    logits_to_keep=1,
-                    use_cache=False,
-                )
-                count += int(keep.sum())
-            bar.update(len(rows[start : start + batch_size]))
-    finally:
-        bar.close()
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+def anchor_preserve(model, tokenizer, examples, weight: float) -> Preserve:
+    """The penalty for ``model``'s trainable maps, its statistics read from the locality rows
+    of ``examples``."""
+    linears = preserved_linears(model)
+    rows = anchor_rows(tokenizer, examples)
+    moments, count = input_moments(
+        model, linears, rows, pad_id=tokenizer.pad_token_id or 0, desc="anchor statistics"
+    )
     if not count:
         raise SkeditError(
-            "training.preserve_weight needs anchor tokens, but the locality rows are empty",
+            "training.preserve_weight needs anchor tokens, but the transfer set has no "
+            "locality rows",
             field="preserve_weight",
             hint="set preserve_weight 0, or let the agents write locality probes",
         )
-    return {name: s / count for name, s in sums.items()}
+    return Preserve(linears, moments, weight)
 
 
 class Preserve:

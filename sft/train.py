@@ -129,7 +129,11 @@ def build_trainer(
     # hooked before peft wraps the model: the MLP modules stay the same objects inside it
     gate = SubjectGate(gated_mlps(model, config)) if config.subject_gate else None
     model = apply_scope(model, config)
-    preserve = anchor_preserve(model, tokenizer, examples, config)
+    preserve = None
+    if config.preserve_weight:
+        from skedit.sft.preserve import anchor_preserve
+
+        preserve = anchor_preserve(model, tokenizer, examples, config.preserve_weight)
     args = config.to_sft_config(out_dir)
     # data-parallel ranks split the global micro-batch: every optimizer step sees the same
     # examples as one process does (see skedit.sft.launch)
@@ -172,24 +176,6 @@ def build_trainer(
         preserve=preserve,
     )
     return _quiet_progress(trainer), model
-
-
-def anchor_preserve(model, tokenizer, examples, config: TrainConfig):
-    """``training.preserve_weight``'s penalty, its statistics read from the locality rows
-    (None when the weight is 0)."""
-    if not config.preserve_weight or config.method != "kd":
-        return None
-    from skedit.sft.modelops import encode_input, encode_target
-    from skedit.sft.preserve import Preserve, input_moments, preserved_linears
-
-    rows = [
-        encode_input(tokenizer, ex.prompt) + encode_target(tokenizer, ex.prompt, ex.completion)
-        for ex in examples
-        if ex.kind == "locality"
-    ]
-    linears = preserved_linears(model)
-    moments = input_moments(model, linears, rows, pad_id=tokenizer.pad_token_id or 0)
-    return Preserve(linears, moments, config.preserve_weight)
 
 
 def last_checkpoint(out_dir: str | os.PathLike) -> str | None:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.io import atomic_temp, atomic_write_json
-from skedit.sft import arch, batching
+from skedit.sft import arch
 from skedit.sft.hub import cache_root
+from skedit.sft.modelops import input_moments
 
 
 @dataclass(frozen=True)
@@ -153,45 +153,20 @@ def _save(path: Path, tensor: torch.Tensor, provenance: dict) -> None:
     atomic_write_json(path.with_suffix(".json"), provenance)
 
 
-@torch.no_grad()
 def _accumulate(model, tokenizer, layers, texts, max_length, batch_size, progress):
-    """Sum of k kᵀ and token count per layer over ``texts`` (one forward pass per batch)."""
-    sums = {layer: None for layer in layers}
-    count = 0
-    captured: dict[int, torch.Tensor] = {}
-    hooks = []
-    for layer in layers:
-
-        def hook(_mod, args, _out, layer=layer):
-            captured[layer] = args[0].detach()
-
-        hooks.append(arch.mlp_out(model, layer).register_forward_hook(hook))
-    bar = tqdm(
-        total=len(texts), desc="key statistics", unit="text", disable=not progress, leave=False
+    """``E[k kᵀ]`` per layer and the token count over ``texts`` (one forward pass per batch)."""
+    rows = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    modules = {layer: arch.mlp_out(model, layer) for layer in layers}
+    return input_moments(
+        model,
+        modules,
+        rows,
+        pad_id=pad,
+        batch_size=batch_size,
+        progress=progress,
+        desc="key statistics",
     )
-    try:
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        for start in range(0, len(texts), batch_size):
-            rows = [
-                tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
-                for t in texts[start : start + batch_size]
-            ]
-            rows = [r for r in rows if r]
-            if rows:
-                ids, mask = batching.pad(rows, pad, left=False)
-                model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
-                keep = mask.bool().to(model.device)
-                count += int(keep.sum())
-                for layer in layers:
-                    k = captured[layer][keep].float()  # (tokens, m)
-                    s = k.T @ k
-                    sums[layer] = s if sums[layer] is None else sums[layer] + s
-            bar.update(min(batch_size, len(texts) - start))
-    finally:
-        bar.close()
-        for h in hooks:
-            h.remove()
-    return sums, count
 
 
 def key_second_moments(
@@ -230,11 +205,13 @@ def key_second_moments(
     if todo:
         texts = list(corpus.texts[:samples])
         t0 = time.time()
-        sums, count = _accumulate(model, tokenizer, todo, texts, max_length, batch_size, progress)
+        moments, count = _accumulate(
+            model, tokenizer, todo, texts, max_length, batch_size, progress
+        )
         if count == 0:
             raise SkeditError(f"corpus {corpus.name!r} gave no tokens", hint="check its text")
         for layer in todo:
-            mom2 = (sums[layer] / count).cpu()
+            mom2 = moments[layer].cpu()
             out[layer] = mom2
             _save(
                 paths[layer],

@@ -10,8 +10,8 @@ import torch
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import TransferExample
 from skedit.sft.config import TrainConfig
-from skedit.sft.modelops import encode_input, encode_target, load_model
-from skedit.sft.preserve import Preserve, input_moments, preserved_linears
+from skedit.sft.modelops import input_moments, load_model
+from skedit.sft.preserve import Preserve, anchor_preserve, anchor_rows, preserved_linears
 from skedit.sft.scope import apply_scope
 from skedit.sft.train import train_in_memory
 
@@ -35,11 +35,7 @@ def _rows() -> list[TransferExample]:
 
 
 def _anchor_ids(tok) -> list[list[int]]:
-    return [
-        encode_input(tok, r.prompt) + encode_target(tok, r.prompt, r.completion)
-        for r in _rows()
-        if r.kind == "locality"
-    ]
+    return anchor_rows(tok, _rows())
 
 
 def test_moments_are_the_mean_outer_product_of_each_maps_inputs(bpe_lm_dir):
@@ -48,7 +44,8 @@ def test_moments_are_the_mean_outer_product_of_each_maps_inputs(bpe_lm_dir):
     linears = preserved_linears(model)
     assert linears and all(".mlp." in name for name in linears)
     rows = _anchor_ids(tok)
-    moments = input_moments(model, linears, rows, pad_id=tok.pad_token_id, progress=False)
+    moments, count = input_moments(model, linears, rows, pad_id=tok.pad_token_id, progress=False)
+    assert count == sum(map(len, rows)) and len(rows) == 3  # every token of the 3 anchors
     name, mod = next(iter(linears.items()))
     seen = []
     handle = mod.register_forward_hook(lambda _m, args, _o: seen.append(args[0][0]))
@@ -64,7 +61,7 @@ def test_the_loss_term_has_the_penalty_value_and_gradient(bpe_lm_dir):
     model, tok = load_model(bpe_lm_dir, device="cpu")
     model = apply_scope(model, TrainConfig(**SCOPE))
     linears = preserved_linears(model)
-    moments = input_moments(
+    moments, _ = input_moments(
         model, linears, _anchor_ids(tok), pad_id=tok.pad_token_id, progress=False
     )
     pres = Preserve(linears, moments, weight=3.0)
@@ -100,10 +97,7 @@ def test_training_with_the_penalty_changes_the_anchors_tokens_less(bpe_lm_dir):
         trained = train_in_memory(model, tok, _rows(), TrainConfig(**cfg, preserve_weight=weight))
         ref = apply_scope(copy.deepcopy(base), TrainConfig(**SCOPE))
         linears = preserved_linears(ref)
-        moments = input_moments(
-            ref, linears, _anchor_ids(tok), pad_id=tok.pad_token_id, progress=False
-        )
-        pres = Preserve(linears, moments, weight=1.0)
+        pres = anchor_preserve(ref, tok, _rows(), 1.0)
         now = dict(trained.named_parameters())
         with torch.no_grad():
             for name, mod in linears.items():
@@ -111,6 +105,14 @@ def test_training_with_the_penalty_changes_the_anchors_tokens_less(bpe_lm_dir):
         changes[weight] = pres.term()[1].item()
     assert changes[100.0] > 0.0
     assert changes[100.0] < 0.5 * changes[0.0]
+
+
+def test_the_penalty_needs_anchors(bpe_lm_dir):
+    model, tok = load_model(bpe_lm_dir, device="cpu")
+    model = apply_scope(model, TrainConfig(**SCOPE))
+    edits_only = [r for r in _rows() if r.kind != "locality"]
+    with pytest.raises(SkeditError, match="no locality rows"):
+        anchor_preserve(model, tok, edits_only, 1.0)
 
 
 def test_the_penalty_needs_distillation_and_trained_weights():

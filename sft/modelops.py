@@ -262,3 +262,27 @@ def input_moments(
             h.remove()
         model.train(was_training)
     return {key: s / count for key, s in sums.items()}, count
+
+
+def sample_prefixes(model, tokenizer, n: int, length: int, seed: int) -> list[str]:
+    """``n`` short texts sampled from the model (seeded); each is put as ``"{text}. {prompt}"``."""
+    if n <= 0:
+        return []
+    start = tokenizer("", add_special_tokens=True)["input_ids"]
+    if not start:
+        start = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0]
+    ids = torch.tensor([start] * n, device=model.device)
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            top_k=5,
+            max_new_tokens=length,
+            min_new_tokens=length,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    texts = tokenizer.batch_decode(out[:, len(start) :], skip_special_tokens=True)
+    return [t.replace("{", "").replace("}", "").strip() for t in texts]

@@ -120,10 +120,29 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[DensePrompt], list[Pro
     return cfg, prompts, probes
 
 
+def kept_from_run(run: dict[str, Any], recipe: dict[str, Any], run_dir: Path) -> list[str]:
+    """Say which of the run's training options a recipe leaves as the run set them (those
+    that differ from the defaults): a recipe applies on top of the run's config.yaml, so an
+    option it does not name is not reset. Returns the option names."""
+    defaults = TrainConfig().to_dict()
+    kept = [k for k, v in run.items() if k not in recipe and k in defaults and v != defaults[k]]
+    if kept:
+        shown = ", ".join(f"{k}: {run[k]!r}" for k in kept)
+        print(
+            f"skedit: the recipe does not set {len(kept)} training option(s); kept from "
+            f"{run_dir / 'config.yaml'}: {shown}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return kept
+
+
 def resolve_config(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -> TrainConfig:
     training = dict(cfg.get("training") or {})
     if args.recipe:
-        training.update(load_recipe(args.recipe).get("training") or {})
+        recipe = load_recipe(args.recipe).get("training") or {}
+        kept_from_run(training, recipe, run_dir)
+        training.update(recipe)
     for key in ("method", "learning_rate"):
         if getattr(args, key) is not None:
             training[key] = getattr(args, key)

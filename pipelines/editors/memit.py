@@ -29,13 +29,13 @@ from skedit.pipelines.editors.ops import (
     build_batch,
     coerce_hparams,
     optimise_values,
-    sample_prefixes,
     subject_keys,
     subject_outputs,
 )
 from skedit.pipelines.editors.rome import key_stats
 from skedit.prompts.schema import Edit
 from skedit.sft import arch
+from skedit.sft.modelops import sample_prefixes
 
 
 @dataclass

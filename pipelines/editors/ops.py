@@ -129,30 +129,6 @@ def encode_with_subject(tokenizer, text: str, subject: str) -> tuple[list[int], 
 
 
 @torch.no_grad()
-def sample_prefixes(model, tokenizer, n: int, length: int, seed: int) -> list[str]:
-    """``n`` short texts sampled from the model (seeded); each is put as ``"{text}. {prompt}"``."""
-    if n <= 0:
-        return []
-    start = tokenizer("", add_special_tokens=True)["input_ids"]
-    if not start:
-        start = [tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0]
-    ids = torch.tensor([start] * n, device=model.device)
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            do_sample=True,
-            top_k=5,
-            max_new_tokens=length,
-            min_new_tokens=length,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    texts = tokenizer.batch_decode(out[:, len(start) :], skip_special_tokens=True)
-    return [t.replace("{", "").replace("}", "").strip() for t in texts]
-
-
 def with_prefixes(prompt: str, prefixes: Sequence[str]) -> list[str]:
     """The bare prompt, then the prompt behind each prefix."""
     return [prompt] + [f"{p}. {prompt}" if p else prompt for p in prefixes]

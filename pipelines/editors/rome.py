@@ -25,12 +25,12 @@ from skedit.pipelines.editors.ops import (
     coerce_hparams,
     optimise_values,
     regularised_inverse,
-    sample_prefixes,
     subject_keys,
 )
 from skedit.prompts.errors import SkeditError
 from skedit.prompts.schema import Edit
 from skedit.sft import arch
+from skedit.sft.modelops import sample_prefixes
 
 
 @dataclass

@@ -111,6 +111,17 @@ class TrainConfig:
         "skedit.sft.preserve), so an edit is written into directions the anchors do not use; "
         "0 = off. Not with scope lora.",
     )
+    nullspace: float = _f(
+        0.0,
+        "AlphaEdit's null-space constraint applied to gradient training: after every optimizer "
+        "step each trained linear map's change W - W0 is projected off the input directions "
+        "that carry this share of the map's input energy over the locality rows' tokens and "
+        "text sampled from the base model (skedit.sft.preserve), so the change acts only on "
+        "what ordinary inputs hardly use; 0 = off, e.g. 0.9. Not with scope lora.",
+    )
+    nullspace_samples: int = _f(
+        128, "With nullspace: texts (48 tokens each) sampled from the base model for it."
+    )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
@@ -205,6 +216,19 @@ class TrainConfig:
                 "with LoRA they do not change until the adapters are merged",
                 field="preserve_weight",
                 hint="use scope 'layers' or 'full', or preserve_weight 0",
+            )
+        if not 0.0 <= self.nullspace < 1.0:
+            raise SkeditError(
+                f"nullspace must be in [0, 1), got {self.nullspace}",
+                field="nullspace",
+                hint="the share of input energy the change must leave alone, e.g. 0.9; 0 = off",
+            )
+        if self.nullspace and self.scope == "lora":
+            raise SkeditError(
+                "nullspace projects the change of the trained weights themselves; with LoRA "
+                "they do not change until the adapters are merged",
+                field="nullspace",
+                hint="use scope 'layers' or 'full', or nullspace 0",
             )
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")

@@ -1,4 +1,5 @@
-"""Keep what the trained projections compute on the anchors' tokens (``training.preserve_weight``).
+"""Keep what the trained projections compute on ordinary inputs: ``training.preserve_weight``
+and ``training.nullspace``.
 
 The locality rows (anchors) hold the base model's *answers* through the distillation loss, one
 output distribution per answer token. This adds a denser term, MEMIT's preservation objective
@@ -14,15 +15,25 @@ in every trained layer, not only where an anchor's answer is read. The loss adds
 weight serves models of any size). Each step costs one ``(out, in) x (in, in)`` product per
 trained map; memory holds a copy of the trained weights and one ``(in, in)`` matrix per map
 (for a 7B model's MLP down projection, 11008² floats: about 0.5 GB per layer).
+
+``nullspace`` is the hard form of the same idea, AlphaEdit's constraint applied to gradient
+training: ``C`` is taken over the locality rows' tokens and text sampled from the base model,
+its eigenvectors that carry the given share of its trace are the directions ordinary inputs
+use, and after every optimizer step ``ΔW ← ΔW P`` with ``P`` the projector onto the other
+eigenvectors, so the trained change does nothing to an input inside the used directions. The
+memory is the penalty's: a copy of the trained weights and one ``(in, in)`` matrix per map.
 """
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from skedit.prompts.errors import SkeditError
-from skedit.sft.modelops import encode_input, encode_target, input_moments
+from skedit.sft.modelops import encode_input, encode_target, input_moments, sample_prefixes
 
 
 def preserved_linears(model) -> dict[str, nn.Linear]:
@@ -90,3 +101,75 @@ class Preserve:
         n = len(self.items)
         value = self.weight * total / n
         return self.weight * grad_part / n + value.detach(), value.detach()
+
+
+def null_space(model, tokenizer, examples, share: float, samples: int) -> NullSpace:
+    """The projection of ``training.nullspace`` for ``model``'s trainable maps: statistics over
+    the locality rows of ``examples`` and ``samples`` texts sampled from ``model`` (48 tokens
+    each, seeded), read before any training."""
+    linears = preserved_linears(model)
+    rows = anchor_rows(tokenizer, examples)
+    if samples:
+        print(f"skedit: sampling {samples} texts for the null space", file=sys.stderr, flush=True)
+    for start in range(0, samples, 64):
+        texts = sample_prefixes(model, tokenizer, min(64, samples - start), 48, 1 + start)
+        rows += [tokenizer(t)["input_ids"] for t in texts]
+    moments, count = input_moments(
+        model, linears, rows, pad_id=tokenizer.pad_token_id or 0, desc="null-space statistics"
+    )
+    if not count:
+        raise SkeditError(
+            "training.nullspace needs ordinary inputs, but the transfer set has no locality "
+            "rows and nullspace_samples is 0",
+            field="nullspace",
+            hint="set nullspace_samples above 0, or nullspace 0",
+        )
+    space = NullSpace(linears, moments, share)
+    used = sum(space.used.values()) / max(1, len(space.used))
+    size = sum(w.shape[1] for w, _, _ in space.items) / max(1, len(space.items))
+    print(
+        f"skedit: null space over {count} tokens: the change keeps off {used:.0f} of "
+        f"{size:.0f} input directions per map (mean)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return space
+
+
+def used_directions(c: torch.Tensor, share: float) -> int:
+    """How many of ``c``'s leading eigenvectors carry ``share`` of its trace (at least one)."""
+    vals = torch.linalg.eigvalsh(c.double()).flip(0).clamp(min=0)
+    cum = torch.cumsum(vals, 0) / vals.sum().clamp(min=1e-30)
+    return min(int((cum < share).sum()) + 1, len(vals))
+
+
+class NullSpace:
+    """``ΔW ← ΔW P`` for every trained map after each optimizer step (the module docstring)."""
+
+    def __init__(self, linears: dict[str, nn.Linear], moments: dict[str, torch.Tensor], share):
+        self.items = []
+        self.used: dict[str, int] = {}
+        for name, mod in linears.items():
+            c = moments[name].double()
+            vals, vecs = torch.linalg.eigh(c)  # ascending
+            r = used_directions(c, share)
+            free = vecs[:, : len(vals) - r].to(mod.weight.device)
+            proj = (free @ free.T).float()
+            self.items.append((mod.weight, mod.weight.detach().float().clone(), proj))
+            self.used[name] = r
+
+    @torch.no_grad()
+    def project(self) -> None:
+        for w, w0, proj in self.items:
+            delta = w.float() - w0
+            w.copy_((w0 + delta @ proj).to(w.dtype))
+
+
+class NullSpaceCallback(TrainerCallback):
+    """Projects after every optimizer step, before the step's checkpoint is written."""
+
+    def __init__(self, space: NullSpace) -> None:
+        self.space = space
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.space.project()

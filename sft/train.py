@@ -134,6 +134,11 @@ def build_trainer(
         from skedit.sft.preserve import anchor_preserve
 
         preserve = anchor_preserve(model, tokenizer, examples, config.preserve_weight)
+    if config.nullspace:
+        from skedit.sft.preserve import NullSpaceCallback, null_space
+
+        space = null_space(model, tokenizer, examples, config.nullspace, config.nullspace_samples)
+        callbacks = [*(callbacks or []), NullSpaceCallback(space)]
     args = config.to_sft_config(out_dir)
     # data-parallel ranks split the global micro-batch: every optimizer step sees the same
     # examples as one process does (see skedit.sft.launch)

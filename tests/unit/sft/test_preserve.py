@@ -1,4 +1,5 @@
-"""training.preserve_weight: the trained maps change little on the anchors' tokens."""
+"""training.preserve_weight and training.nullspace: the trained maps change little on ordinary
+inputs."""
 
 from __future__ import annotations
 
@@ -122,3 +123,47 @@ def test_the_penalty_needs_distillation_and_trained_weights():
         TrainConfig(method="kd", scope="lora", preserve_weight=1.0)
     with pytest.raises(SkeditError, match="preserve_weight"):
         TrainConfig(method="kd", preserve_weight=-1.0)
+
+
+def test_nullspace_keeps_the_change_off_the_directions_ordinary_inputs_use(bpe_lm_dir):
+    """training.nullspace: after training, every trained map's change is (numerically) zero on
+    the input directions that carry 90% of the anchors' and sampled texts' input energy, the
+    edit's rows still changed the weights, and the anchors' tokens' outputs moved far less
+    than without the projection on the same rows and steps."""
+    from skedit.sft.preserve import null_space
+
+    base, tok = load_model(bpe_lm_dir, device="cpu")
+    cfg = dict(**SCOPE, max_steps=6, batch_size=4, warmup_steps=0, learning_rate=1e-2, seed=0)
+    moved = {}
+    for share in (0.0, 0.9):
+        model = copy.deepcopy(base)
+        config = TrainConfig(**cfg, nullspace=share, nullspace_samples=8)
+        trained = train_in_memory(model, tok, _rows(), config)
+        ref = apply_scope(copy.deepcopy(base), TrainConfig(**SCOPE))
+        space = null_space(ref, tok, _rows(), 0.9, 8)  # the statistics training used
+        pres = anchor_preserve(ref, tok, _rows(), 1.0)
+        now = dict(trained.named_parameters())
+        off = 0.0
+        for (w, w0, proj), (name, mod) in zip(
+            space.items, preserved_linears(ref).items(), strict=True
+        ):
+            delta = now[f"{name}.weight"].detach().float() - w0
+            assert delta.abs().max() > 0  # the rows did train this map
+            off = max(off, float((delta - delta @ proj).norm() / delta.norm()))
+            with torch.no_grad():
+                mod.weight.copy_(now[f"{name}.weight"])
+        moved[share] = pres.term()[1].item()
+        if share:
+            assert off < 1e-4  # no change left in the used directions
+            assert 0 < min(space.used.values()) and all(
+                r < w.shape[1] for r, (w, _, _) in zip(space.used.values(), space.items)
+            )
+    assert 0.0 < moved[0.9] < 0.2 * moved[0.0]
+
+
+def test_nullspace_settings_are_checked():
+    with pytest.raises(SkeditError, match="nullspace"):
+        TrainConfig(method="kd", nullspace=1.0)
+    with pytest.raises(SkeditError, match="nullspace"):
+        TrainConfig(method="kd", scope="lora", nullspace=0.9)
+    TrainConfig(method="sft", nullspace=0.9)  # a constraint on the weights: any loss

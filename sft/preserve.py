@@ -26,6 +26,7 @@ memory is the penalty's: a copy of the trained weights and one ``(in, in)`` matr
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -55,9 +56,26 @@ def anchor_rows(tokenizer, examples) -> list[list[int]]:
     ]
 
 
+def check_unsharded(field: str) -> None:
+    """Both terms read and write whole weight matrices: refuse a launch that shards them
+    (FSDP, DeepSpeed ZeRO-3; accelerate says so in the environment)."""
+    env = os.environ
+    fsdp = env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    zero3 = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "") == "3"
+    if fsdp or zero3:
+        raise SkeditError(
+            f"training.{field} needs whole weight matrices, but this launch shards them "
+            f"({'FSDP' if fsdp else 'DeepSpeed ZeRO-3'})",
+            field=field,
+            hint="train with DDP or ZeRO-1/2 (--accelerate-config multi_gpu, zero2), "
+            f"or set {field} 0",
+        )
+
+
 def anchor_preserve(model, tokenizer, examples, weight: float) -> Preserve:
     """The penalty for ``model``'s trainable maps, its statistics read from the locality rows
     of ``examples``."""
+    check_unsharded("preserve_weight")
     linears = preserved_linears(model)
     rows = anchor_rows(tokenizer, examples)
     moments, count = input_moments(
@@ -107,6 +125,7 @@ def null_space(model, tokenizer, examples, share: float, samples: int) -> NullSp
     """The projection of ``training.nullspace`` for ``model``'s trainable maps: statistics over
     the locality rows of ``examples`` and ``samples`` texts sampled from ``model`` (48 tokens
     each, seeded), read before any training."""
+    check_unsharded("nullspace")
     linears = preserved_linears(model)
     rows = anchor_rows(tokenizer, examples)
     if samples:

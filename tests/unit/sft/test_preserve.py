@@ -167,3 +167,17 @@ def test_nullspace_settings_are_checked():
     with pytest.raises(SkeditError, match="nullspace"):
         TrainConfig(method="kd", scope="lora", nullspace=0.9)
     TrainConfig(method="sft", nullspace=0.9)  # a constraint on the weights: any loss
+
+
+def test_a_launch_that_shards_the_weights_is_refused(bpe_lm_dir, monkeypatch):
+    from skedit.sft.preserve import null_space
+
+    model, tok = load_model(bpe_lm_dir, device="cpu")
+    model = apply_scope(model, TrainConfig(**SCOPE))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(SkeditError, match="FSDP"):
+        null_space(model, tok, _rows(), 0.9, 0)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(SkeditError, match="ZeRO-3"):
+        anchor_preserve(model, tok, _rows(), 1.0)

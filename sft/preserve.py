@@ -72,22 +72,36 @@ def check_unsharded(field: str) -> None:
         )
 
 
-def anchor_preserve(model, tokenizer, examples, weight: float) -> Preserve:
-    """The penalty for ``model``'s trainable maps, its statistics read from the locality rows
-    of ``examples``."""
-    check_unsharded("preserve_weight")
+def map_moments(model, tokenizer, examples, field: str, samples: int = 0):
+    """``(linears, moments, tokens)``: ``model``'s trainable maps and ``E[x xᵀ]`` of their
+    inputs over the locality rows of ``examples`` and ``samples`` texts sampled from ``model``
+    (48 tokens each, seeded), read before any training; ``field`` names the option asking."""
+    check_unsharded(field)
     linears = preserved_linears(model)
     rows = anchor_rows(tokenizer, examples)
+    if samples:
+        print(f"skedit: sampling {samples} texts for {field}", file=sys.stderr, flush=True)
+    for start in range(0, samples, 64):
+        texts = sample_prefixes(model, tokenizer, min(64, samples - start), 48, 1 + start)
+        rows += [tokenizer(t)["input_ids"] for t in texts]
     moments, count = input_moments(
-        model, linears, rows, pad_id=tokenizer.pad_token_id or 0, desc="anchor statistics"
+        model, linears, rows, pad_id=tokenizer.pad_token_id or 0, desc=f"{field} statistics"
     )
     if not count:
         raise SkeditError(
-            "training.preserve_weight needs anchor tokens, but the transfer set has no "
-            "locality rows",
-            field="preserve_weight",
-            hint="set preserve_weight 0, or let the agents write locality probes",
+            f"training.{field} needs anchor tokens, but the transfer set has no locality rows"
+            + (" and no text is sampled" if field == "nullspace" else ""),
+            field=field,
+            hint=f"set {field} 0, or let the agents write locality probes"
+            + (" (or nullspace_samples above 0)" if field == "nullspace" else ""),
         )
+    return linears, moments, count
+
+
+def anchor_preserve(model, tokenizer, examples, weight: float) -> Preserve:
+    """The penalty for ``model``'s trainable maps, its statistics read from the locality rows
+    of ``examples``."""
+    linears, moments, _ = map_moments(model, tokenizer, examples, "preserve_weight")
     return Preserve(linears, moments, weight)
 
 
@@ -122,27 +136,9 @@ class Preserve:
 
 
 def null_space(model, tokenizer, examples, share: float, samples: int) -> NullSpace:
-    """The projection of ``training.nullspace`` for ``model``'s trainable maps: statistics over
-    the locality rows of ``examples`` and ``samples`` texts sampled from ``model`` (48 tokens
-    each, seeded), read before any training."""
-    check_unsharded("nullspace")
-    linears = preserved_linears(model)
-    rows = anchor_rows(tokenizer, examples)
-    if samples:
-        print(f"skedit: sampling {samples} texts for the null space", file=sys.stderr, flush=True)
-    for start in range(0, samples, 64):
-        texts = sample_prefixes(model, tokenizer, min(64, samples - start), 48, 1 + start)
-        rows += [tokenizer(t)["input_ids"] for t in texts]
-    moments, count = input_moments(
-        model, linears, rows, pad_id=tokenizer.pad_token_id or 0, desc="null-space statistics"
-    )
-    if not count:
-        raise SkeditError(
-            "training.nullspace needs ordinary inputs, but the transfer set has no locality "
-            "rows and nullspace_samples is 0",
-            field="nullspace",
-            hint="set nullspace_samples above 0, or nullspace 0",
-        )
+    """The projection of ``training.nullspace`` for ``model``'s trainable maps, its statistics
+    read from the locality rows of ``examples`` and ``samples`` sampled texts."""
+    linears, moments, count = map_moments(model, tokenizer, examples, "nullspace", samples)
     space = NullSpace(linears, moments, share)
     used = sum(space.used.values()) / max(1, len(space.used))
     size = sum(w.shape[1] for w, _, _ in space.items) / max(1, len(space.items))

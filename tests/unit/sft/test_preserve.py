@@ -144,7 +144,7 @@ def test_nullspace_keeps_the_change_off_the_directions_ordinary_inputs_use(bpe_l
         pres = anchor_preserve(ref, tok, _rows(), 1.0)
         now = dict(trained.named_parameters())
         off = 0.0
-        for (w, w0, proj), (name, mod) in zip(
+        for (_, w0, proj), (name, mod) in zip(
             space.items, preserved_linears(ref).items(), strict=True
         ):
             delta = now[f"{name}.weight"].detach().float() - w0
@@ -155,9 +155,8 @@ def test_nullspace_keeps_the_change_off_the_directions_ordinary_inputs_use(bpe_l
         moved[share] = pres.term()[1].item()
         if share:
             assert off < 1e-4  # no change left in the used directions
-            assert 0 < min(space.used.values()) and all(
-                r < w.shape[1] for r, (w, _, _) in zip(space.used.values(), space.items)
-            )
+            sizes = [w.shape[1] for w, _, _ in space.items]
+            assert all(0 < r < n for r, n in zip(space.used.values(), sizes, strict=True))
     assert 0.0 < moved[0.9] < 0.2 * moved[0.0]
 
 

@@ -223,6 +223,12 @@ class TrainConfig:
                 field="nullspace",
                 hint="the share of input energy the change must leave alone, e.g. 0.9; 0 = off",
             )
+        if self.nullspace_samples < 0:
+            raise SkeditError(
+                f"nullspace_samples must be >= 0, got {self.nullspace_samples}",
+                field="nullspace_samples",
+                hint="e.g. 128; 0 = the anchors' tokens only",
+            )
         if self.nullspace and self.scope == "lora":
             raise SkeditError(
                 "nullspace projects the change of the trained weights themselves; with LoRA "

@@ -165,6 +165,8 @@ def test_nullspace_settings_are_checked():
         TrainConfig(method="kd", nullspace=1.0)
     with pytest.raises(SkeditError, match="nullspace"):
         TrainConfig(method="kd", scope="lora", nullspace=0.9)
+    with pytest.raises(SkeditError, match="nullspace_samples"):
+        TrainConfig(method="kd", nullspace=0.9, nullspace_samples=-1)
     TrainConfig(method="sft", nullspace=0.9)  # a constraint on the weights: any loss
 
 

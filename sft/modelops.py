@@ -264,6 +264,7 @@ def input_moments(
     return {key: s / count for key, s in sums.items()}, count
 
 
+@torch.no_grad()
 def sample_prefixes(model, tokenizer, n: int, length: int, seed: int) -> list[str]:
     """``n`` short texts sampled from the model (seeded); each is put as ``"{text}. {prompt}"``."""
     if n <= 0:

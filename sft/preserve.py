@@ -151,9 +151,10 @@ def null_space(model, tokenizer, examples, share: float, samples: int) -> NullSp
     return space
 
 
-def used_directions(c: torch.Tensor, share: float) -> int:
-    """How many of ``c``'s leading eigenvectors carry ``share`` of its trace (at least one)."""
-    vals = torch.linalg.eigvalsh(c.double()).flip(0).clamp(min=0)
+def used_directions(vals: torch.Tensor, share: float) -> int:
+    """How many of the leading eigenvectors carry ``share`` of the trace (at least one), given
+    the eigenvalues in ascending order (as ``torch.linalg.eigh`` returns them)."""
+    vals = vals.flip(0).clamp(min=0)
     cum = torch.cumsum(vals, 0) / vals.sum().clamp(min=1e-30)
     return min(int((cum < share).sum()) + 1, len(vals))
 
@@ -165,9 +166,8 @@ class NullSpace:
         self.items = []
         self.used: dict[str, int] = {}
         for name, mod in linears.items():
-            c = moments[name].double()
-            vals, vecs = torch.linalg.eigh(c)  # ascending
-            r = used_directions(c, share)
+            vals, vecs = torch.linalg.eigh(moments[name].double())  # ascending
+            r = used_directions(vals, share)
             free = vecs[:, : len(vals) - r].to(mod.weight.device)
             proj = (free @ free.T).float()
             self.items.append((mod.weight, mod.weight.detach().float().clone(), proj))

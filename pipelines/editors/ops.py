@@ -128,7 +128,6 @@ def encode_with_subject(tokenizer, text: str, subject: str) -> tuple[list[int], 
     return ids, last
 
 
-@torch.no_grad()
 def with_prefixes(prompt: str, prefixes: Sequence[str]) -> list[str]:
     """The bare prompt, then the prompt behind each prefix."""
     return [prompt] + [f"{p}. {prompt}" if p else prompt for p in prefixes]

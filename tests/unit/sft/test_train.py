@@ -137,8 +137,16 @@ class _Count(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_killed_run_resumes_from_the_last_checkpoint(tiny_lm_dir, tmp_path):
-    cfg = _cfg(method="sft", max_steps=4, batch_size=2, save_steps=2, learning_rate=1e-3)
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"scope": "layers", "layers": [1], "modules": ["mlp"], "nullspace": 0.9}],
+    ids=["plain", "nullspace"],
+)
+def test_killed_run_resumes_from_the_last_checkpoint(tiny_lm_dir, tmp_path, extra):
+    """A run killed mid-way resumes from its last checkpoint and ends where an uninterrupted run
+    ends; with ``training.nullspace`` too (the projection is recomputed from the base model on
+    resume, and every checkpoint was written after its step's projection)."""
+    cfg = _cfg(method="sft", max_steps=4, batch_size=2, save_steps=2, learning_rate=1e-3, **extra)
     with pytest.raises(KeyboardInterrupt):
         train_student(tiny_lm_dir, EXAMPLES, cfg, tmp_path / "model", callbacks=[_Crash()])
     assert (tmp_path / "model" / "checkpoints" / "checkpoint-2").is_dir()

@@ -104,6 +104,14 @@ class TrainConfig:
         "MEMIT key theirs, not to the question every subject of the relation shares; anchors "
         "and rows without a subject train through every token.",
     )
+    subject_gate_words: str = _f(
+        "all",
+        "With subject_gate: 'all' gates through every word of the subject; 'distinct' only "
+        "through the words no other edited subject of the transfer set has (Howard of Howard "
+        "Glacier when Kirkby Glacier is edited too; a subject with no such word keeps all of "
+        "its words). Edits that share a word are learned most cheaply through it, and then reach "
+        "every subject with that word.",
+    )
     preserve_weight: float = _f(
         0.0,
         "Weight of a penalty on how much each trained linear map's output changes on the "
@@ -191,6 +199,12 @@ class TrainConfig:
                 "teacher is distilled from its own distributions at every step",
                 field="known_targets",
                 hint="use kd_teacher 'topk' (with topk > 0) or method 'sft' with known_targets",
+            )
+        if self.subject_gate_words not in ("all", "distinct"):
+            raise SkeditError(
+                f"subject_gate_words {self.subject_gate_words!r} is not a choice",
+                field="subject_gate_words",
+                hint="use 'all' (every word of the subject) or 'distinct'",
             )
         if self.subject_gate and self.method != "kd":
             raise SkeditError(

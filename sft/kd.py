@@ -10,6 +10,8 @@ Both share one right-padded completion tensor, so the last ``C + 1`` positions l
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import Any
 
@@ -73,24 +75,50 @@ def topk_kd_loss(
     return per_token.sum() / mask.sum().clamp(min=1)
 
 
-def subject_tokens(tokenizer, prompt: str, subject: str | None) -> list[int] | None:
+_WORD = re.compile(r"\w[\w'-]*")
+
+
+def shared_words(subjects: Iterable[str | None]) -> frozenset[str]:
+    """The words (lower case) that two or more of the distinct ``subjects`` contain."""
+    seen: dict[str, int] = {}
+    for s in {x.lower() for x in subjects if x}:
+        for w in set(_WORD.findall(s)):
+            seen[w] = seen.get(w, 0) + 1
+    return frozenset(w for w, n in seen.items() if n > 1)
+
+
+def subject_tokens(
+    tokenizer, prompt: str, subject: str | None, skip: frozenset[str] = frozenset()
+) -> list[int] | None:
     """0/1 per id of :func:`encode_input` ``(prompt)``: 1 where the token covers part of the
-    first mention of ``subject``. None when the subject is not named or the tokenizer gives no
-    character offsets (a slow tokenizer): the row is then not gated."""
+    first mention of ``subject`` (of its words not in ``skip``, unless all of them are). None
+    when the subject is not named or the tokenizer gives no character offsets (a slow
+    tokenizer): the row is then not gated."""
     if not subject or not getattr(tokenizer, "is_fast", False):
         return None
     start = prompt.lower().find(subject.lower())
     if start < 0:
         return None
-    end = start + len(subject)
+    spans = [(start, start + len(subject))]
+    words = [(start + m.start(), start + m.end()) for m in _WORD.finditer(subject)]
+    own = [(a, b) for a, b in words if prompt[a:b].lower() not in skip]
+    if own and len(own) < len(words):
+        spans = own
     enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
     head = len(encode_input(tokenizer, prompt)) - len(enc["input_ids"])  # BOS, if any
-    gate = [0] * head + [int(a < end and b > start) for a, b in enc["offset_mapping"]]
+    gate = [0] * head + [
+        int(any(a < e and b > s for s, e in spans)) for a, b in enc["offset_mapping"]
+    ]
     return gate if any(gate) else None
 
 
 def encode_example(
-    tokenizer, ex: TransferExample, *, topk: int = 0, gate: bool = False
+    tokenizer,
+    ex: TransferExample,
+    *,
+    topk: int = 0,
+    gate: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> dict[str, list[Any]]:
     """Ids of one transfer row: the student's prompt, the teacher's (prefix apart), the completion.
 
@@ -100,7 +128,8 @@ def encode_example(
     exact: the entries are sorted best first. ``gate`` adds where the MLPs may learn
     (``training.subject_gate``): ``gate_prompt`` (0/1 per prompt id) and ``gate_completion``
     (0/1 for every completion position): a row of an edit whose prompt names its subject
-    learns only through the subject's tokens, any other row through all of them.
+    learns only through the subject's tokens (those of its words not in ``skip``:
+    ``training.subject_gate_words``), any other row through all of them.
     """
     prefix = teacher_prefix(ex) or None
     out: dict[str, list[Any]] = {
@@ -109,7 +138,11 @@ def encode_example(
         "completion_ids": encode_target(tokenizer, ex.prompt, ex.completion),
     }
     if gate:
-        keyed = subject_tokens(tokenizer, ex.prompt, ex.subject) if ex.kind != "locality" else None
+        keyed = (
+            subject_tokens(tokenizer, ex.prompt, ex.subject, skip)
+            if ex.kind != "locality"
+            else None
+        )
         out["gate_prompt"] = keyed or [1] * len(out["prompt_ids"])
         out["gate_completion"] = [0 if keyed else 1]
     if topk > 0:

@@ -24,7 +24,7 @@ import torch
 from skedit.prompts.io import atomic_write_json
 from skedit.prompts.schema import TransferExample
 from skedit.sft.config import TrainConfig
-from skedit.sft.kd import KDCollator, KDTrainer, SubjectGate, encode_example
+from skedit.sft.kd import KDCollator, KDTrainer, SubjectGate, encode_example, shared_words
 from skedit.sft.replay import (  # noqa: F401 (re-exported: callers name them from here)
     CARRIED_ROWS,
     _other_vocabulary,
@@ -62,16 +62,21 @@ def build_dataset(
     *,
     topk: int = 0,
     gate: bool = False,
+    gate_words: str = "all",
 ):
     """A pre-tokenised ``datasets.Dataset`` (rows repeated by weight) for the chosen method;
     ``topk > 0``: kd rows carry the teacher's stored top-k instead of the teacher's input;
-    ``gate``: kd rows carry where the MLPs learn (``training.subject_gate``)."""
+    ``gate``: kd rows carry where the MLPs learn (``training.subject_gate``), through the
+    words of the subject that no other edited subject has with ``gate_words="distinct"``."""
     from datasets import Dataset
 
     rows = []
     kd = method == "kd"
+    skip = frozenset()
+    if gate_words == "distinct":
+        skip = shared_words(ex.subject for ex in examples if ex.kind != "locality")
     for ex in examples:
-        enc = encode_example(tokenizer, ex, topk=topk if kd else 0, gate=gate and kd)
+        enc = encode_example(tokenizer, ex, topk=topk if kd else 0, gate=gate and kd, skip=skip)
         if not enc["completion_ids"]:
             continue
         if method == "sft":
@@ -151,6 +156,7 @@ def build_trainer(
         config.method,
         topk=config.topk if stored else 0,
         gate=config.subject_gate,
+        gate_words=config.subject_gate_words,
     )
     if len(dataset) == 0:
         from skedit.prompts.errors import SkeditError

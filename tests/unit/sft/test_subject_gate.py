@@ -118,3 +118,48 @@ def test_training_with_the_gate_teaches_the_edit_and_leaves_no_hooks(bpe_lm_dir)
 def test_the_gate_needs_distillation():
     with pytest.raises(SkeditError, match="subject_gate"):
         TrainConfig(method="sft", subject_gate=True)
+
+
+def _glacier_row(subject: str, kind: str = "edit") -> TransferExample:
+    prompt = f"{subject} belongs to the continent of"
+    return TransferExample(
+        prompt=prompt,
+        completion=" Europe",
+        teacher_prompt=f"Context: {subject} is in Europe.\n{prompt}",
+        kind=kind,
+        edit_id=subject,
+        subject=subject if kind != "locality" else None,
+    )
+
+
+def test_distinct_words_gate_an_edit_through_what_tells_its_subject_apart(bpe_lm_dir):
+    """subject_gate_words 'distinct': with two glaciers edited, each edit learns through its
+    own name, not through "Glacier", which every glacier shares; a subject with no word of
+    its own keeps all of them."""
+    from skedit.sft.kd import shared_words
+    from skedit.sft.train import build_dataset
+
+    _, tok = load_model(bpe_lm_dir, device="cpu")
+    subjects = ["Howard Glacier", "Kirkby glacier", "Howard Glacier", None]
+    assert shared_words(subjects) == {"glacier"}  # one subject named twice is one subject
+
+    rows = [_glacier_row("Howard Glacier"), _glacier_row("Kirkby Glacier"), _glacier_row("X")]
+    rows.append(_glacier_row("Johnson Glacier", kind="locality"))
+
+    def gated(data) -> list[str]:
+        return [
+            tok.decode([i for i, g in zip(r["prompt_ids"], r["gate_prompt"], strict=True) if g])
+            for r in data
+        ]
+
+    distinct = gated(build_dataset(tok, rows, "kd", gate=True, gate_words="distinct"))
+    assert [g.strip() for g in distinct[:2]] == ["Howard", "Kirkby"]
+    whole = gated(build_dataset(tok, rows, "kd", gate=True))[0]
+    assert whole.replace(" ", "") == "HowardGlacier"  # by default, every word of the subject
+    # the anchor learns through every token, as with the whole subject
+    assert distinct[3] == tok.decode(encode_input(tok, rows[3].prompt))
+    prompt = "Howard Glacier belongs to the continent of"
+    every = subject_tokens(tok, prompt, "Howard Glacier", frozenset({"howard", "glacier"}))
+    assert every == subject_tokens(tok, prompt, "Howard Glacier")  # no word of its own
+    with pytest.raises(SkeditError, match="subject_gate_words"):
+        TrainConfig(method="kd", subject_gate=True, subject_gate_words="some")

@@ -203,27 +203,21 @@ _FUNCTION_WORDS = {"of", "the", "and", "de", "la", "le", "von", "van", "der", "d
 def near_miss_subjects(e: Edit, edits: list[Edit], limit: int) -> list[str]:
     """Up to ``limit`` names that look like ``e``'s subject and are none of the batch's: a word
     of the subject (all but the last, in a name of three or more) swapped for words of other
-    subjects, first of the batch's subjects edited on other questions, then of the relation's
-    well-known subjects. ``Howard Glacier`` gives ``Farouk Glacier``; ``Farouk of Egypt``
-    gives ``Howard of Egypt``. No name contains the subject or another edited subject, and no
-    name borrows a word of a subject the batch moves on ``e``'s own question: with four French
-    speakers moved to Russian, "Roger Blanchar" (of Roger Garaudy and Pierre Blanchar) kept at
-    French would ask the student to tell apart names made of the same words."""
+    subjects, first of the batch's edits that share ``e``'s relation and old object, then of
+    the rest of the batch, then of the relation's well-known subjects. ``Howard Glacier`` gives ``Johnson Glacier``; ``Farouk of Egypt``
+    gives ``Hyder of Egypt``. No name contains the subject or another edited subject."""
     words = e.subject.split()
     slots = [i for i, w in enumerate(words) if len(w) > 1 and w.lower() not in _FUNCTION_WORDS]
     if not slots or limit <= 0:
         return []
     i = next((k for k, x in enumerate(edits) if x is e), 0)
     others = edits[i + 1 :] + edits[:i]  # each edit starts at its own place
-    own_q = template_of(e.prompt, e.subject)
-    moving = [
-        x
-        for x in others
-        if (x.relation == e.relation if e.relation else template_of(x.prompt, x.subject) == own_q)
-    ]
-    donor_names = [x.subject for x in others if x not in moving]
+    same_old = [x for x in others if x.relation == e.relation and x.target_old == e.target_old]
+    same_rel = [x for x in others if x.relation == e.relation and x not in same_old]
+    rest = [x for x in others if x.relation != e.relation]
+    donor_names = [x.subject for x in same_old + same_rel + rest]
     donor_names += wikidata.WELL_KNOWN.get(e.relation or "", [])
-    own = {w.lower() for x in [e, *moving] for w in x.subject.split()}
+    own = {w.lower() for w in words}
     donors: list[str] = []
     for name in donor_names:
         for w in name.split():

@@ -91,7 +91,7 @@ def test_look_alike_names_anchor_an_edit_to_its_own_subject():
     from skedit.agents.nodes.questioner import keep_well_known, near_miss_subjects
 
     # two glaciers moved off Antarctica: the look-alikes keep the head noun and borrow a name
-    # of the batch asked another question first; no look-alike is a subject of the batch
+    # from the edit that shares the old object first; no look-alike is a subject of the batch
     edits = [
         _edit(
             "Howard Glacier",
@@ -116,11 +116,10 @@ def test_look_alike_names_anchor_an_edit_to_its_own_subject():
         ),
     ]
     names = near_miss_subjects(edits[0], edits, 4)
-    # one word swapped, either one; never a word of Johnson Glacier, which the batch moves on
-    # the same question ("Howard Johnson" kept at Antarctica would contradict both edits' words)
-    assert names == ["Farouk Glacier", "Howard Farouk", "Egypt Glacier", "Howard Egypt"]
+    # one word swapped, either one; Johnson Glacier is an edit (left out); the words come from
+    # the edit that shares the old object first
+    assert names == ["Howard Johnson", "Farouk Glacier", "Howard Farouk", "Egypt Glacier"]
     assert not {n.lower() for n in names} & {e.subject.lower() for e in edits}
-    assert not any("Johnson" in n for n in near_miss_subjects(edits[0], edits, 40))
     farouk = near_miss_subjects(edits[2], edits, 4)
     assert farouk[:2] == ["Howard of Egypt", "Farouk of Howard"]  # "of" is never swapped
     # a three-word subject keeps only its head noun: one swapped word would leave a name the

@@ -206,6 +206,13 @@ class TrainConfig:
                 field="subject_gate_words",
                 hint="use 'all' (every word of the subject) or 'distinct'",
             )
+        if self.subject_gate_words == "distinct" and not self.subject_gate:
+            raise SkeditError(
+                "subject_gate_words 'distinct' chooses the words the subject gate lets through, "
+                "but subject_gate is off",
+                field="subject_gate_words",
+                hint="set subject_gate: true, or leave subject_gate_words at 'all'",
+            )
         if self.subject_gate and self.method != "kd":
             raise SkeditError(
                 "subject_gate shapes the distillation loss's gradient (method kd)",

@@ -163,3 +163,5 @@ def test_distinct_words_gate_an_edit_through_what_tells_its_subject_apart(bpe_lm
     assert every == subject_tokens(tok, prompt, "Howard Glacier")  # no word of its own
     with pytest.raises(SkeditError, match="subject_gate_words"):
         TrainConfig(method="kd", subject_gate=True, subject_gate_words="some")
+    with pytest.raises(SkeditError, match="subject_gate is off"):
+        TrainConfig(method="kd", subject_gate_words="distinct")

@@ -100,8 +100,8 @@ def subject_tokens(
     if start < 0:
         return None
     spans = [(start, start + len(subject))]
-    words = [(start + m.start(), start + m.end()) for m in _WORD.finditer(subject)]
-    own = [(a, b) for a, b in words if prompt[a:b].lower() not in skip]
+    words = list(_WORD.finditer(subject))
+    own = [(start + m.start(), start + m.end()) for m in words if m.group().lower() not in skip]
     if own and len(own) < len(words):
         spans = own
     enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)

@@ -68,6 +68,13 @@ class TrainConfig:
         "Locality (unrelated) probes are repeated this many times in "
         "training (rounded, at least 1): they are what protects locality.",
     )
+    locality_per_edit: bool = _f(
+        False,
+        "A locality probe that several edits of the transfer set ask (a well-known subject of "
+        "a relation the batch moves more than once) is repeated once per edit that asks it "
+        "(times locality_weight), not kept once: k edits that move one question are held by "
+        "as many copies of its anchors as they have edits.",
+    )
     edit_weight: float = _f(
         1.0,
         "An edit prompt's own rows are repeated this many times in training (rounded, at least "

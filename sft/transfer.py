@@ -42,19 +42,23 @@ def teacher_prefix(example: TransferExample) -> str:
 
 def _transfer_probes(
     prompts: Sequence[DensePrompt], probes: Sequence[Probe]
-) -> tuple[list[tuple[Probe, str]], list[Probe]]:
-    """The approved prompts' probes, once each: ``(taught (probe, context prefix), anchors)``."""
+) -> tuple[list[tuple[Probe, str]], list[Probe], dict[str, int]]:
+    """The approved prompts' probes, once each: ``(taught (probe, context prefix), anchors,
+    uses)``, ``uses`` counting for each anchor prompt the approved edits that ask it."""
     by_edit: dict[str, list[Probe]] = {}
     for pr in probes:
         by_edit.setdefault(pr.edit_id or "", []).append(pr)
     taught: list[tuple[Probe, str]] = []
     anchors: list[Probe] = []
+    uses: dict[str, int] = {}
     seen: set[tuple[str, str]] = set()
     for dp in approved(prompts):
         prefix = context_prefix(dp.text)
         for eid in dp.edit_ids:
             for pr in by_edit.get(eid, []):
                 key = (pr.kind, pr.prompt)
+                if pr.kind == "locality":
+                    uses[pr.prompt] = uses.get(pr.prompt, 0) + 1
                 if key in seen:
                     continue
                 seen.add(key)
@@ -62,7 +66,7 @@ def _transfer_probes(
                     anchors.append(pr)
                 elif pr.kind in TRANSFER_KINDS:
                     taught.append((pr, prefix))
-    return taught, anchors
+    return taught, anchors, uses
 
 
 def build_transfer_set(
@@ -84,7 +88,7 @@ def build_transfer_set(
     (``TransferExample.subject``, read by ``training.subject_gate``).
     """
     config = config or TrainConfig()
-    taught, anchors = _transfer_probes(prompts, probes)
+    taught, anchors, uses = _transfer_probes(prompts, probes)
     # known answers with a stored top-k need no generation: the teacher reads the known answer
     # token by token (add_teacher_topk), and where its greedy choice differs it is not followed
     forced = config.known_targets and config.topk > 0
@@ -141,7 +145,8 @@ def build_transfer_set(
                     teacher_prompt=pr.prompt,
                     kind="locality",
                     edit_id=pr.edit_id,
-                    weight=config.locality_weight,
+                    weight=config.locality_weight
+                    * (uses[pr.prompt] if config.locality_per_edit else 1),
                 )
             )
     if config.topk > 0:
@@ -267,6 +272,7 @@ def inputs_fingerprint(
             "locality_weight": config.locality_weight,
             # only where set: fingerprints made before it stay as they were
             **({"edit_weight": config.edit_weight} if config.edit_weight != 1.0 else {}),
+            **({"locality_per_edit": True} if config.locality_per_edit else {}),
             "known_targets": config.known_targets,
             "known_prob": config.known_prob if config.known_targets else None,
         },

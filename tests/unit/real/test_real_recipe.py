@@ -287,6 +287,46 @@ def test_edit_weight_repeats_the_edit_prompts_rows_only(tiny):
     assert fp1 != fp3  # a changed weight rebuilds the transfer set, not reuses it
 
 
+def test_locality_per_edit_repeats_an_anchor_once_per_edit_that_asks_it(tiny):
+    from skedit.sft.transfer import build_transfer_set, inputs_fingerprint
+
+    model, tok = tiny
+    # three edits move one question; "carol was born in" anchors all three, "dan ..." one
+    probes = [
+        Probe(prompt=f"{s} was born in", answers=["rome"], kind="edit", edit_id=e)
+        for s, e in [("alice", "e1"), ("bob", "e2"), ("eve", "e3")]
+    ]
+    probes += [
+        Probe(prompt="carol was born in", kind="locality", edit_id=e, expected="london")
+        for e in ["e1", "e2", "e3"]
+    ]
+    probes.append(Probe(prompt="dan was born in", kind="locality", edit_id="e1", expected="oslo"))
+    prompts = [
+        DensePrompt(
+            edit_ids=["e1", "e2"], text="alice born rome . bob born rome .", status="approved"
+        ),
+        DensePrompt(edit_ids=["e3"], text="eve born rome .", status="approved"),
+    ]
+
+    def weights(per_edit: bool):
+        cfg = TrainConfig(
+            topk=4,
+            kd_teacher="topk",
+            known_targets=True,
+            teacher_max_new_tokens=2,
+            locality_per_edit=per_edit,
+        )
+        rows = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
+        fp = inputs_fingerprint(prompts, probes, cfg, "teacher")
+        return {r.prompt: r.weight for r in rows if r.kind == "locality"}, fp
+
+    once, fp1 = weights(False)
+    per_edit, fp2 = weights(True)
+    assert once == {"carol was born in": 1.0, "dan was born in": 1.0}
+    assert per_edit == {"carol was born in": 3.0, "dan was born in": 1.0}
+    assert fp1 != fp2  # the option rebuilds the transfer set
+
+
 def test_known_targets_with_a_live_teacher_is_refused():
     with pytest.raises(SkeditError, match="known_targets"):
         TrainConfig(method="kd", kd_teacher="live", known_targets=True)

@@ -256,74 +256,61 @@ def test_known_targets_replace_wrong_teacher_answers_with_the_edit_target(tiny):
     assert kl.item() == pytest.approx(ce.item(), rel=1e-4)
 
 
-def test_edit_weight_repeats_the_edit_prompts_rows_only(tiny):
+def _seen_per_epoch(tiny, prompts, probes, **training) -> tuple[dict[str, int], str]:
+    """How often each transfer row's prompt is seen per epoch of topk distillation, and the
+    transfer set's fingerprint, with ``training`` on top of the known-answer settings."""
     from skedit.sft.modelops import encode_input
     from skedit.sft.train import build_dataset
     from skedit.sft.transfer import build_transfer_set, inputs_fingerprint
 
     model, tok = tiny
+    cfg = TrainConfig(
+        method="kd",
+        topk=4,
+        kd_teacher="topk",
+        known_targets=True,
+        teacher_max_new_tokens=2,
+        **training,
+    )
+    rows = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
+    data = build_dataset(tok, rows, "kd", topk=4)
+    prompt_ids = [tuple(r["prompt_ids"]) for r in data]
+    seen = {r.prompt: prompt_ids.count(tuple(encode_input(tok, r.prompt))) for r in rows}
+    return seen, inputs_fingerprint(prompts, probes, cfg, "teacher")
+
+
+def test_edit_weight_repeats_the_edit_prompts_rows_only(tiny):
     probes, prompts = _one_edit_batch()
-
-    def rows_of(weight: float):
-        cfg = TrainConfig(
-            method="kd",
-            topk=4,
-            kd_teacher="topk",
-            known_targets=True,
-            teacher_max_new_tokens=2,
-            edit_weight=weight,
-        )
-        rows = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
-        data = build_dataset(tok, rows, "kd", topk=4)
-        prompt_ids = [tuple(r["prompt_ids"]) for r in data]
-        by_kind = {r.kind: prompt_ids.count(tuple(encode_input(tok, r.prompt))) for r in rows}
-        fp = inputs_fingerprint(prompts, probes, cfg, "teacher")
-        return by_kind, fp
-
-    once, fp1 = rows_of(1.0)
-    thrice, fp3 = rows_of(3.0)
-    assert once == {"edit": 1, "rephrase": 1, "locality": 1}
-    assert thrice == {"edit": 3, "rephrase": 1, "locality": 1}
+    once, fp1 = _seen_per_epoch(tiny, prompts, probes, edit_weight=1.0)
+    thrice, fp3 = _seen_per_epoch(tiny, prompts, probes, edit_weight=3.0)
+    edit, rephrase, anchor = (p.prompt for p in probes)
+    assert once == {edit: 1, rephrase: 1, anchor: 1}
+    assert thrice == {edit: 3, rephrase: 1, anchor: 1}
     assert fp1 != fp3  # a changed weight rebuilds the transfer set, not reuses it
 
 
 def test_locality_per_edit_repeats_an_anchor_once_per_edit_that_asks_it(tiny):
-    from skedit.sft.transfer import build_transfer_set, inputs_fingerprint
-
-    model, tok = tiny
-    # three edits move one question; "carol was born in" anchors all three, "dan ..." one
+    # three edits move one question; "dave was born in" anchors all three, "dave lives in" one
     probes = [
         Probe(prompt=f"{s} was born in", answers=["rome"], kind="edit", edit_id=e)
-        for s, e in [("alice", "e1"), ("bob", "e2"), ("eve", "e3")]
+        for s, e in [("alice", "e1"), ("bob", "e2"), ("carol", "e3")]
     ]
     probes += [
-        Probe(prompt="carol was born in", kind="locality", edit_id=e, expected="london")
+        Probe(prompt="dave was born in", kind="locality", edit_id=e, expected="london")
         for e in ["e1", "e2", "e3"]
     ]
-    probes.append(Probe(prompt="dan was born in", kind="locality", edit_id="e1", expected="oslo"))
+    probes.append(Probe(prompt="dave lives in", kind="locality", edit_id="e1", expected="paris"))
     prompts = [
         DensePrompt(
             edit_ids=["e1", "e2"], text="alice born rome . bob born rome .", status="approved"
         ),
-        DensePrompt(edit_ids=["e3"], text="eve born rome .", status="approved"),
+        DensePrompt(edit_ids=["e3"], text="carol born rome .", status="approved"),
     ]
-
-    def weights(per_edit: bool):
-        cfg = TrainConfig(
-            topk=4,
-            kd_teacher="topk",
-            known_targets=True,
-            teacher_max_new_tokens=2,
-            locality_per_edit=per_edit,
-        )
-        rows = build_transfer_set(model, tok, prompts, probes, config=cfg, progress=False)
-        fp = inputs_fingerprint(prompts, probes, cfg, "teacher")
-        return {r.prompt: r.weight for r in rows if r.kind == "locality"}, fp
-
-    once, fp1 = weights(False)
-    per_edit, fp2 = weights(True)
-    assert once == {"carol was born in": 1.0, "dan was born in": 1.0}
-    assert per_edit == {"carol was born in": 3.0, "dan was born in": 1.0}
+    once, fp1 = _seen_per_epoch(tiny, prompts, probes)
+    per_edit, fp2 = _seen_per_epoch(tiny, prompts, probes, locality_per_edit=True)
+    assert once["dave was born in"] == 1 and once["dave lives in"] == 1
+    assert per_edit["dave was born in"] == 3 and per_edit["dave lives in"] == 1
+    assert per_edit["alice was born in"] == 1  # the edits' own rows are not repeated
     assert fp1 != fp2  # the option rebuilds the transfer set
 
 

@@ -160,6 +160,15 @@ class TrainConfig:
     threads: int = _f(0, "torch CPU threads (0 = leave torch's default).")
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                # a quoted "false" in YAML is a non-empty string, which Python reads as true
+                raise SkeditError(
+                    f"{f.name} must be true or false, got {value!r}",
+                    field=f.name,
+                    hint="write true or false, unquoted",
+                )
         if self.method not in ("sft", "kd"):
             raise SkeditError(
                 f"unknown method {self.method!r}", field="method", hint="use 'sft' or 'kd'"

@@ -172,6 +172,10 @@ def test_bad_scope_options_are_user_errors():
         TrainConfig(scope="layers")
     with pytest.raises(SkeditError, match="unknown training option"):
         TrainConfig.from_dict({"lr": 1})
+    # a quoted "false" would otherwise switch the option on (a non-empty string is true)
+    with pytest.raises(SkeditError, match="locality_per_edit must be true or false"):
+        TrainConfig.from_dict({"locality_per_edit": "false"})
+    assert TrainConfig.from_dict({"subject_gate": False}).subject_gate is False
 
 
 def test_stored_topk_from_a_teacher_with_another_tokenizer_is_refused(tiny_lm_dir, tmp_path):

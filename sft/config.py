@@ -7,15 +7,17 @@ into TRL's ``SFTConfig`` for one output folder.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from skedit.prompts.errors import SkeditError, reject_unknown_keys
 
 Method = Literal["sft", "kd"]
 Scope = Literal["full", "lora", "layers"]
 KDTeacher = Literal["live", "topk"]
+GateWords = Literal["all", "distinct"]
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -111,7 +113,7 @@ class TrainConfig:
         "MEMIT key theirs, not to the question every subject of the relation shares; anchors "
         "and rows without a subject train through every token.",
     )
-    subject_gate_words: str = _f(
+    subject_gate_words: GateWords = _f(
         "all",
         "With subject_gate: 'all' gates through every word of the subject; 'distinct' only "
         "through the words no other edited subject of the transfer set has (Howard of Howard "
@@ -160,36 +162,27 @@ class TrainConfig:
     threads: int = _f(0, "torch CPU threads (0 = leave torch's default).")
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "bool" and not isinstance(value, bool):
+        for name, kind in _field_types().items():
+            value = getattr(self, name)
+            if kind is bool and not isinstance(value, bool):
                 # a quoted "false" in YAML is a non-empty string, which Python reads as true
                 raise SkeditError(
-                    f"{f.name} must be true or false, got {value!r}",
-                    field=f.name,
+                    f"{name} must be true or false, got {value!r}",
+                    field=name,
                     hint="write true or false, unquoted",
                 )
-        if self.method not in ("sft", "kd"):
-            raise SkeditError(
-                f"unknown method {self.method!r}", field="method", hint="use 'sft' or 'kd'"
-            )
-        if self.scope not in ("full", "lora", "layers"):
-            raise SkeditError(
-                f"unknown scope {self.scope!r}",
-                field="scope",
-                hint="use 'full', 'lora' or 'layers'",
-            )
+            if get_origin(kind) is Literal and value not in get_args(kind):
+                *most, last = (repr(c) for c in get_args(kind))
+                raise SkeditError(
+                    f"unknown {name} {value!r}",
+                    field=name,
+                    hint=f"use {', '.join(most)} or {last}",
+                )
         if self.scope == "layers" and not (self.layers or self.modules):
             raise SkeditError(
                 "scope 'layers' needs layers or modules",
                 field="layers",
                 hint="e.g. --layers 2,3 --modules mlp",
-            )
-        if self.kd_teacher not in ("live", "topk"):
-            raise SkeditError(
-                f"unknown kd_teacher {self.kd_teacher!r}",
-                field="kd_teacher",
-                hint="use 'live' or 'topk'",
             )
         if self.kd_teacher == "topk" and self.topk <= 0:
             raise SkeditError(
@@ -215,12 +208,6 @@ class TrainConfig:
                 "teacher is distilled from its own distributions at every step",
                 field="known_targets",
                 hint="use kd_teacher 'topk' (with topk > 0) or method 'sft' with known_targets",
-            )
-        if self.subject_gate_words not in ("all", "distinct"):
-            raise SkeditError(
-                f"subject_gate_words {self.subject_gate_words!r} is not a choice",
-                field="subject_gate_words",
-                hint="use 'all' (every word of the subject) or 'distinct'",
             )
         if self.subject_gate_words == "distinct" and not self.subject_gate:
             raise SkeditError(
@@ -338,3 +325,10 @@ class TrainConfig:
             dataloader_num_workers=0,
             save_only_model=False,
         )
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Each :class:`TrainConfig` field's type (``bool``, a ``Literal`` of its choices, ...)."""
+    hints = get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in fields(TrainConfig)}

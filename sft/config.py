@@ -139,6 +139,14 @@ class TrainConfig:
     nullspace_samples: int = _f(
         128, "With nullspace: texts (48 tokens each) sampled from the base model for it."
     )
+    delta_scale: float = _f(
+        1.0,
+        "After training, the change of the trained weights is scaled by this: W0 + s (W - W0) "
+        "(with LoRA, the adapters' update), WiSE-FT's interpolation between the base and the "
+        "trained model. Below 1 the edits keep less margin and the answers training moved by "
+        "accident, which moved least, go back first; 1 = the trained weights. Costs a copy of "
+        "the trained weights (in CPU memory) during training.",
+    )
     teacher_max_new_tokens: int = _f(8, "Tokens the teacher generates per probe.")
     teacher_batch_size: int = _f(64, "Probes per teacher generation batch.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
@@ -259,6 +267,12 @@ class TrainConfig:
                 "they do not change until the adapters are merged",
                 field="nullspace",
                 hint="use scope 'layers' or 'full', or nullspace 0",
+            )
+        if not 0.0 < self.delta_scale <= 1.0:
+            raise SkeditError(
+                f"delta_scale must be in (0, 1], got {self.delta_scale}",
+                field="delta_scale",
+                hint="the share of the trained change to keep, e.g. 0.9; 1 = all of it",
             )
         if self.max_steps <= 0 and self.epochs <= 0:
             raise SkeditError("nothing to train: epochs and max_steps are both 0", field="epochs")

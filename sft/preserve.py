@@ -57,8 +57,8 @@ def anchor_rows(tokenizer, examples) -> list[list[int]]:
 
 
 def check_unsharded(field: str) -> None:
-    """Both terms read and write whole weight matrices: refuse a launch that shards them
-    (FSDP, DeepSpeed ZeRO-3; accelerate says so in the environment)."""
+    """These terms (and ``training.delta_scale``) read and write whole weight matrices: refuse
+    a launch that shards them (FSDP, DeepSpeed ZeRO-3; accelerate says so in the environment)."""
     env = os.environ
     fsdp = env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
     zero3 = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "") == "3"

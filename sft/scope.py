@@ -73,3 +73,31 @@ def _lora(model, config: TrainConfig):
 
 def trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class ChangeScale:
+    """``training.delta_scale``: the trainable weights as training starts (a CPU copy), so that
+    afterwards the change is scaled, ``W0 + s (W - W0)``. Of a LoRA pair only the B factor is
+    scaled (it starts at zero: the merged update ``B A`` is scaled by ``s`` once, not twice)."""
+
+    def __init__(self, model, scale: float) -> None:
+        self.scale = scale
+        self.start = {
+            name: p.detach().to("cpu", copy=True)
+            for name, p in model.named_parameters()
+            if p.requires_grad and not _lora_a(name)
+        }
+
+    def apply(self, model) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p0 = self.start.get(name)
+                if p0 is not None:
+                    p0 = p0.to(p.device, p.dtype)
+                    p.copy_(p0 + self.scale * (p - p0))
+
+
+def _lora_a(name: str) -> bool:
+    return ".lora_A." in name or ".lora_embedding_A." in name

@@ -144,6 +144,13 @@ def build_trainer(
 
         space = null_space(model, tokenizer, examples, config.nullspace, config.nullspace_samples)
         callbacks = [*(callbacks or []), NullSpaceCallback(space)]
+    change_scale = None
+    if config.delta_scale < 1.0:
+        from skedit.sft.preserve import check_unsharded
+        from skedit.sft.scope import ChangeScale
+
+        check_unsharded("delta_scale")
+        change_scale = ChangeScale(model, config.delta_scale)  # before a resume loads weights
     args = config.to_sft_config(out_dir)
     # data-parallel ranks split the global micro-batch: every optimizer step sees the same
     # examples as one process does (see skedit.sft.launch)
@@ -175,17 +182,19 @@ def build_trainer(
     if config.method == "sft":
         from trl import SFTTrainer
 
-        return _quiet_progress(SFTTrainer(**common)), model
-    trainer = KDTrainer(
-        **common,
-        data_collator=KDCollator(tokenizer.pad_token_id or 0),
-        teacher_model=teacher,
-        temperature=config.kd_temperature,
-        kl_weight=config.kl_weight,
-        ce_weight=config.ce_weight,
-        gate=gate,
-        preserve=preserve,
-    )
+        trainer = SFTTrainer(**common)
+    else:
+        trainer = KDTrainer(
+            **common,
+            data_collator=KDCollator(tokenizer.pad_token_id or 0),
+            teacher_model=teacher,
+            temperature=config.kd_temperature,
+            kl_weight=config.kl_weight,
+            ce_weight=config.ce_weight,
+            gate=gate,
+            preserve=preserve,
+        )
+    trainer.change_scale = change_scale
     return _quiet_progress(trainer), model
 
 
@@ -203,10 +212,13 @@ def last_checkpoint(out_dir: str | os.PathLike) -> str | None:
     return str(max(done, key=lambda d: int(d.name.split("-")[-1]))) if done else None
 
 
-def ungate(trainer) -> None:
-    """Take ``training.subject_gate``'s hooks off the trained model."""
+def end_training(trainer, model) -> None:
+    """Take ``training.subject_gate``'s hooks off the trained model and scale its change by
+    ``training.delta_scale``."""
     if getattr(trainer, "gate", None) is not None:
         trainer.gate.remove()
+    if getattr(trainer, "change_scale", None) is not None:
+        trainer.change_scale.apply(model)
 
 
 def _finish(model):
@@ -232,7 +244,7 @@ def train_in_memory(
         trainer, model = build_trainer(model, tokenizer, examples, cfg, tmp, teacher=teacher)
         model.train()
         trainer.train()
-        ungate(trainer)
+        end_training(trainer, model)
     return _finish(model)
 
 
@@ -311,7 +323,7 @@ def train_student(
     start = time.perf_counter()
     model.train()
     trainer.train(resume_from_checkpoint=resume_from)
-    ungate(trainer)
+    end_training(trainer, model)
     seconds = time.perf_counter() - start
     history = list(trainer.state.log_history)
     steps = int(trainer.state.global_step)

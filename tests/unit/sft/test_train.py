@@ -139,13 +139,18 @@ class _Count(TrainerCallback):
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"scope": "layers", "layers": [1], "modules": ["mlp"], "nullspace": 0.9}],
-    ids=["plain", "nullspace"],
+    [
+        {},
+        {"scope": "layers", "layers": [1], "modules": ["mlp"], "nullspace": 0.9},
+        {"delta_scale": 0.5},
+    ],
+    ids=["plain", "nullspace", "delta_scale"],
 )
 def test_killed_run_resumes_from_the_last_checkpoint(tiny_lm_dir, tmp_path, extra):
     """A run killed mid-way resumes from its last checkpoint and ends where an uninterrupted run
     ends; with ``training.nullspace`` too (the projection is recomputed from the base model on
-    resume, and every checkpoint was written after its step's projection)."""
+    resume, and every checkpoint was written after its step's projection), and with
+    ``training.delta_scale`` (the change is scaled from the base, not from the checkpoint)."""
     cfg = _cfg(method="sft", max_steps=4, batch_size=2, save_steps=2, learning_rate=1e-3, **extra)
     with pytest.raises(KeyboardInterrupt):
         train_student(tiny_lm_dir, EXAMPLES, cfg, tmp_path / "model", callbacks=[_Crash()])
